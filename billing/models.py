@@ -1,0 +1,285 @@
+"""Patients, statements, the ledger, checkouts, payments and processor events.
+
+Money is integer minor units plus a currency code; never floats.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from portal.money import CURRENCY_CHOICES, Money
+from portal.tenancy.models import TenantOwnedModel
+
+
+class Patient(TenantOwnedModel):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The clinic's own account / MRN reference.
+    account_number = models.CharField(max_length=40)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "account_number"], name="patient_account_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"Patient {self.public_id}"
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Statement(TenantOwnedModel):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="statements")
+    # Normalised: upper case, no spaces or dashes (see billing.services.lookup).
+    number = models.CharField(max_length=32)
+    statement_date = models.DateField()
+    due_date = models.DateField()
+    # What the statement said was due when issued; the live balance is the ledger's.
+    amount_due_minor = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    # Description of the care billed: PHI.
+    summary = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="statement_number_unique_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"Statement {self.public_id}"
+
+    @property
+    def amount_due(self) -> Money:
+        return Money(self.amount_due_minor, self.currency)
+
+
+class EntryKind(models.TextChoices):
+    CHARGE = "charge", "Charge"
+    PAYMENT = "payment", "Payment"
+    REFUND = "refund", "Refund"
+    ADJUSTMENT = "adjustment", "Adjustment"
+
+
+class ImmutableRowError(RuntimeError):
+    pass
+
+
+class LedgerEntry(TenantOwnedModel):
+    """One immutable movement on a patient's account.
+
+    Invariant: amount_minor is signed from the clinic's point of view of what
+    the patient owes: charges and refunds are positive (they raise the
+    balance), payments negative, adjustments either sign but never zero.
+    A balance is the sum of entries. Entries are never edited or deleted
+    (PostgreSQL refuses it with a trigger); corrections are new entries.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="ledger_entries")
+    statement = models.ForeignKey(Statement, null=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=16, choices=EntryKind.choices)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    payment = models.ForeignKey("Payment", null=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Short, non-PHI note (e.g. "Card payment, receipt R-000123").
+    memo = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="charge", amount_minor__gt=0)
+                    | Q(kind="payment", amount_minor__lt=0)
+                    | Q(kind="refund", amount_minor__gt=0)
+                    | (Q(kind="adjustment") & ~Q(amount_minor=0))
+                ),
+                name="ledger_entry_sign_matches_kind",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["payment", "refund"], payment__isnull=False)
+                | Q(kind__in=["charge", "adjustment"]),
+                name="ledger_payment_entries_name_payment",
+            ),
+            # A payment is credited to the ledger at most once, whatever races.
+            models.UniqueConstraint(
+                fields=["payment"], condition=Q(kind="payment"), name="ledger_one_credit_per_payment"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount_minor} {self.currency}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableRowError("ledger entries are immutable; record a correcting entry instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ImmutableRowError("ledger entries are never deleted")
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+
+class CardCheckPolicy(models.TextChoices):
+    ACCEPT = "accept", "Accept the payment"
+    FLAG = "flag", "Accept and flag it for review"
+    REFUSE = "refuse", "Refuse the payment (the authorisation is released)"
+
+
+class ProcessorAccount(TenantOwnedModel):
+    """A clinic's Stripe account settings. One per tenant."""
+
+    publishable_key = models.CharField(max_length=255)
+    secret_key = models.CharField(max_length=255)
+    webhook_secret = models.CharField(max_length=255)
+    # What a failed CVC or postal-code check does.
+    card_check_policy = models.CharField(
+        max_length=16, choices=CardCheckPolicy.choices, default=CardCheckPolicy.FLAG
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="processor_account_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"Processor account of tenant {self.tenant_id}"
+
+
+class Checkout(TenantOwnedModel):
+    """A patient's visit to pay one statement, opened by a successful look-up.
+
+    Its public id appears in URLs; only the browser session that opened it may
+    use it. Each card submission is a Payment attempt of this checkout.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="checkouts")
+    # The SetupIntent the card form currently tokenizes into; replaced after each attempt.
+    setup_intent_id = models.CharField(max_length=255, blank=True)
+    setup_intent_client_secret = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"Checkout {self.public_id}"
+
+
+class PaymentStatus(models.TextChoices):
+    # Recorded by us; the processor has not (yet) acknowledged it.
+    CREATED = "created", "Created"
+    # The PaymentIntent lifecycle, as Stripe names it.
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method", "Failed"
+    REQUIRES_CONFIRMATION = "requires_confirmation", "Awaiting confirmation"
+    REQUIRES_ACTION = "requires_action", "Awaiting authentication"
+    PROCESSING = "processing", "Processing"
+    REQUIRES_CAPTURE = "requires_capture", "Authorised"
+    SUCCEEDED = "succeeded", "Succeeded"
+    CANCELED = "canceled", "Canceled"
+
+
+class CheckResult(models.TextChoices):
+    UNKNOWN = "", "Not reported"
+    PASS = "pass", "Pass"
+    FAIL = "fail", "Fail"
+    UNAVAILABLE = "unavailable", "Unavailable"
+    UNCHECKED = "unchecked", "Unchecked"
+
+
+class Payment(TenantOwnedModel):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    checkout = models.ForeignKey(Checkout, on_delete=models.PROTECT, related_name="payments")
+    statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="payments")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="payments")
+    # 1, 2, 3... per checkout; with the checkout id it derives the idempotency key.
+    attempt_number = models.PositiveIntegerField()
+    # The SetupIntent whose card this attempt charges: one attempt per SetupIntent,
+    # so a double submission cannot charge twice.
+    setup_intent_id = models.CharField(max_length=255)
+    # Invariant: amount_minor > 0, decided by the server from the balance.
+    amount_minor = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
+    status = models.CharField(max_length=32, choices=PaymentStatus.choices, default=PaymentStatus.CREATED)
+    capture_method = models.CharField(max_length=16, default="automatic")
+    processor_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    processor_payment_method_id = models.CharField(max_length=255, blank=True)
+    # Card facts the processor returns. Never the number or CVC.
+    card_brand = models.CharField(max_length=32, blank=True)
+    card_last4 = models.CharField(max_length=4, blank=True)
+    card_exp_month = models.PositiveSmallIntegerField(null=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True)
+    cvc_check = models.CharField(max_length=16, choices=CheckResult.choices, blank=True, default="")
+    postal_check = models.CharField(max_length=16, choices=CheckResult.choices, blank=True, default="")
+    flagged = models.BooleanField(default=False)
+    flag_reason = models.CharField(max_length=64, blank=True)
+    # Processor's code (card_declined, ...) and our plain-language message.
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=255, blank=True)
+    # Set when the processor could not be reached; cleared when it answers.
+    processor_unreachable_at = models.DateTimeField(null=True, blank=True)
+    receipt_number = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkout", "attempt_number"], name="payment_attempt_unique"),
+            models.UniqueConstraint(fields=["checkout", "setup_intent_id"], name="payment_one_per_setup_intent"),
+            models.UniqueConstraint(
+                fields=["tenant", "receipt_number"],
+                condition=~Q(receipt_number=""),
+                name="payment_receipt_number_unique",
+            ),
+            models.CheckConstraint(condition=Q(amount_minor__gt=0), name="payment_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment {self.public_id}"
+
+    @property
+    def amount(self) -> Money:
+        return Money(self.amount_minor, self.currency)
+
+    @property
+    def idempotency_key_base(self) -> str:
+        # Derived from the checkout and attempt, so a retry of the same attempt
+        # (after a timeout) sends the same key and the processor dedupes it.
+        return f"settle-{self.checkout.public_id}-{self.attempt_number}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (PaymentStatus.SUCCEEDED, PaymentStatus.CANCELED) or (
+            self.status == PaymentStatus.REQUIRES_PAYMENT_METHOD
+        )
+
+
+class ProcessorEvent(TenantOwnedModel):
+    """A processor webhook event, stored once in the transaction of its effect."""
+
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=64)
+    payment = models.ForeignKey(Payment, null=True, on_delete=models.PROTECT, related_name="processor_events")
+    outcome = models.CharField(max_length=32)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "event_id"], name="processor_event_once")]
+
+    def __str__(self) -> str:
+        return self.event_id

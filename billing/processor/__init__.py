@@ -1,0 +1,26 @@
+"""The card processor behind one small interface (Stripe today)."""
+
+from billing.processor.base import (
+    CardDeclined,
+    IntentSnapshot,
+    Processor,
+    ProcessorError,
+    ProcessorUnavailable,
+    SetupSnapshot,
+    WebhookEvent,
+    WebhookRejected,
+)
+from billing.processor.registry import get_processor, set_processor_factory
+
+__all__ = [
+    "CardDeclined",
+    "IntentSnapshot",
+    "Processor",
+    "ProcessorError",
+    "ProcessorUnavailable",
+    "SetupSnapshot",
+    "WebhookEvent",
+    "WebhookRejected",
+    "get_processor",
+    "set_processor_factory",
+]

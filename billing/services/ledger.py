@@ -1,0 +1,58 @@
+"""Balances are sums of immutable ledger entries."""
+
+from __future__ import annotations
+
+from django.db.models import Sum
+
+from billing.models import EntryKind, LedgerEntry, Patient, Payment, PaymentStatus, Statement
+from portal.money import Money
+
+# Payment attempts that may still take money: their amounts are held back from
+# what a patient may pay next, so two attempts cannot together overpay.
+IN_FLIGHT_STATUSES = (
+    PaymentStatus.CREATED,
+    PaymentStatus.REQUIRES_CONFIRMATION,
+    PaymentStatus.REQUIRES_ACTION,
+    PaymentStatus.PROCESSING,
+    PaymentStatus.REQUIRES_CAPTURE,
+)
+
+
+def statement_balance(*, statement: Statement) -> Money:
+    total = LedgerEntry.objects.filter(statement=statement).aggregate(total=Sum("amount_minor"))["total"]
+    return Money(int(total or 0), statement.currency)
+
+
+def patient_balance(*, patient: Patient, currency: str) -> Money:
+    total = LedgerEntry.objects.filter(patient=patient, currency=currency).aggregate(total=Sum("amount_minor"))[
+        "total"
+    ]
+    return Money(int(total or 0), currency)
+
+
+def statement_in_flight(*, statement: Statement) -> Money:
+    total = Payment.objects.filter(statement=statement, status__in=IN_FLIGHT_STATUSES).aggregate(
+        total=Sum("amount_minor")
+    )["total"]
+    return Money(int(total or 0), statement.currency)
+
+
+def statement_payable(*, statement: Statement) -> Money:
+    """What a patient may pay now: the balance less attempts still in flight."""
+    payable = statement_balance(statement=statement) - statement_in_flight(statement=statement)
+    return payable if payable.minor_units > 0 else Money(0, statement.currency)
+
+
+def ledger_credit_payment(*, payment: Payment, memo: str) -> LedgerEntry:
+    """Credit a succeeded payment. The unique constraint makes it once-only;
+    callers hold the payment row lock."""
+    return LedgerEntry.objects.create(
+        tenant=payment.tenant,
+        patient=payment.patient,
+        statement=payment.statement,
+        kind=EntryKind.PAYMENT,
+        amount_minor=-payment.amount_minor,
+        currency=payment.currency,
+        payment=payment,
+        memo=memo,
+    )

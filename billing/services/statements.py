@@ -1,0 +1,83 @@
+"""Patients and statements (import comes with the staff console)."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+from django.db import transaction
+
+from billing.models import EntryKind, LedgerEntry, Patient, Statement
+from portal.models import Tenant
+
+_NOT_STATEMENT_CHARS = re.compile(r"[\s\-_/.]")
+
+
+def normalize_statement_number(raw: str) -> str:
+    """Upper case without spaces, dashes, slashes or dots: 'st-1004 2' -> 'ST10042'."""
+    return _NOT_STATEMENT_CHARS.sub("", raw or "").upper()
+
+
+def patient_create(
+    *,
+    tenant: Tenant,
+    account_number: str,
+    first_name: str,
+    last_name: str,
+    date_of_birth: datetime.date,
+    email: str = "",
+    phone: str = "",
+) -> Patient:
+    patient = Patient(
+        tenant=tenant,
+        account_number=account_number,
+        first_name=first_name,
+        last_name=last_name,
+        date_of_birth=date_of_birth,
+        email=email,
+        phone=phone,
+    )
+    patient.full_clean(exclude=["tenant"])
+    with transaction.atomic():
+        patient.save()
+    return patient
+
+
+def statement_issue(
+    *,
+    tenant: Tenant,
+    patient: Patient,
+    number: str,
+    statement_date: datetime.date,
+    due_date: datetime.date,
+    amount_due_minor: int,
+    summary: str = "",
+) -> Statement:
+    """Issue a statement and charge its amount to the patient's ledger."""
+    if amount_due_minor <= 0:
+        raise ValueError("a statement must be for a positive amount")
+    if patient.tenant_id != tenant.pk:
+        raise ValueError("patient belongs to another tenant")
+    with transaction.atomic():
+        statement = Statement(
+            tenant=tenant,
+            patient=patient,
+            number=normalize_statement_number(number),
+            statement_date=statement_date,
+            due_date=due_date,
+            amount_due_minor=amount_due_minor,
+            currency=tenant.currency,
+            summary=summary,
+        )
+        statement.full_clean(exclude=["tenant", "patient"])
+        statement.save()
+        LedgerEntry.objects.create(
+            tenant=tenant,
+            patient=patient,
+            statement=statement,
+            kind=EntryKind.CHARGE,
+            amount_minor=amount_due_minor,
+            currency=tenant.currency,
+            memo=f"Statement {statement.number}",
+        )
+    return statement

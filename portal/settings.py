@@ -1,0 +1,279 @@
+"""Django settings for Settle.
+
+Everything that differs between machines comes from the environment through
+the typed readers in portal.env. SETTLE_ENV selects the mode:
+
+- development (default): SQLite, eager Celery, console email, localstripe.
+- test: like development, tuned for the test suite (fast hashing is NOT used:
+  tests exercise the real Argon2 hasher).
+- production: every secret must be given; the process refuses to start
+  without them, and there are no development fallbacks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from csp.constants import NONCE, NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.env import (
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_required,
+    env_secret,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SETTLE_ENV = env_choice("SETTLE_ENV", ("development", "test", "production"), "development")
+PRODUCTION = SETTLE_ENV == "production"
+VAR_DIR = Path(env_str("SETTLE_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+if not PRODUCTION:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env_bool("DJANGO_DEBUG", default=SETTLE_ENV == "development")
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DJANGO_DEBUG must be off in production")
+
+if PRODUCTION:
+    SECRET_KEY = env_required("DJANGO_SECRET_KEY")
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters")
+else:
+    # A fixed development key: never used in production (see above).
+    SECRET_KEY = env_secret("DJANGO_SECRET_KEY") or "settle-development-key-" + "x" * 40
+
+# --- Hosts and tenancy -------------------------------------------------------
+# Tenants live at <slug>.<SETTLE_BASE_DOMAIN> or at a custom domain; the
+# platform (operators, Django admin, processor webhooks) at SETTLE_PLATFORM_HOST.
+SETTLE_BASE_DOMAIN = (env_str("SETTLE_BASE_DOMAIN", None if PRODUCTION else "localhost") or "").lower()
+if PRODUCTION and not SETTLE_BASE_DOMAIN:
+    raise ImproperlyConfigured("SETTLE_BASE_DOMAIN must be set in production")
+SETTLE_PLATFORM_HOST = (env_str("SETTLE_PLATFORM_HOST", SETTLE_BASE_DOMAIN) or "").lower()
+# Hosts besides SETTLE_PLATFORM_HOST that reach the platform (webhooks from
+# localstripe arrive at 127.0.0.1 in development).
+SETTLE_EXTRA_PLATFORM_HOSTS = env_list("SETTLE_EXTRA_PLATFORM_HOSTS", [] if PRODUCTION else ["127.0.0.1"])
+SETTLE_PUBLIC_SCHEME = env_choice("SETTLE_PUBLIC_SCHEME", ("http", "https"), "https" if PRODUCTION else "http")
+SETTLE_PUBLIC_PORT = env_int("SETTLE_PUBLIC_PORT", 0 if PRODUCTION else 8000, minimum=0)
+
+# Host validation is done by the tenant middleware against the Tenant table
+# (custom domains cannot be listed here ahead of time). Django's own check
+# still rejects anything outside these patterns.
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS",
+    [f".{SETTLE_BASE_DOMAIN}", SETTLE_BASE_DOMAIN, "127.0.0.1"] if not PRODUCTION else [],
+)
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production")
+
+# Number of reverse proxies in front of the app that append to
+# X-Forwarded-For. The client address is taken that many hops from the right,
+# so a client cannot forge its own address by sending the header itself.
+SETTLE_TRUSTED_PROXY_COUNT = env_int("SETTLE_TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- Applications -------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "csp",
+    "portal",
+    "security",
+    "audit",
+    "billing",
+    "messaging",
+]
+
+MIDDLEWARE = [
+    "portal.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "portal.tenancy.middleware.TenantMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
+                "portal.context_processors.tenant",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+if PRODUCTION:
+    _database_url = env_required("DATABASE_URL")
+else:
+    _database_url = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'settle.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+if PRODUCTION and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("production requires PostgreSQL (DATABASE_URL=postgres://...)")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, cache and Celery ----------------------------------------------------
+REDIS_URL = env_required("REDIS_URL") if PRODUCTION else env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
+# Embedded default: no broker, tasks run in-process as they are queued.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 30 * 60, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 25 * 60, minimum=1)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE = {
+    "settle-stuck-payments": {
+        "task": "billing.tasks.payments_settle_stuck",
+        "schedule": env_int("SETTLE_STUCK_PAYMENT_SWEEP_SECONDS", 300, minimum=10),
+    },
+}
+
+# --- Auth, passwords, sessions, cookies -------------------------------------------
+AUTH_USER_MODEL = "security.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "staff:login"
+LOGIN_REDIRECT_URL = "staff:payments"
+
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = 12 * 60 * 60
+if PRODUCTION:
+    # __Host- cookies: Secure, path=/, no Domain attribute, so one tenant's
+    # host can never set or read another's cookie.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 63072000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Payments processor -------------------------------------------------------------
+# STRIPE_API_BASE points the stripe library elsewhere (localstripe in
+# development and tests); unset in production, where Stripe itself is used.
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", None if PRODUCTION else "http://127.0.0.1:8420") or None
+STRIPE_JS_URL = env_str(
+    "STRIPE_JS_URL",
+    "https://js.stripe.com/v3/" if PRODUCTION else "http://127.0.0.1:8420/js.stripe.com/v3/",
+) or "https://js.stripe.com/v3/"
+STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+_stripe_js_origin = _origin(STRIPE_JS_URL)
+_stripe_api_origin = _origin(STRIPE_API_BASE) if STRIPE_API_BASE else "https://api.stripe.com"
+
+# --- Content security policy ------------------------------------------------------
+# Scripts only from ourselves (with a per-response nonce) and the processor's
+# script host. docs/payment-page-scripts.md is the inventory (PCI DSS 6.4.3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE, _stripe_js_origin],
+        "connect-src": [SELF, _stripe_api_origin],
+        "frame-src": [_stripe_js_origin, "https://hooks.stripe.com"],
+        "img-src": [SELF, "data:"],
+        "style-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# --- Static files, i18n ---------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+MEDIA_ROOT = VAR_DIR / "media"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Email ----------------------------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Settle <no-reply@settle.localhost>")
+
+# --- Logging ----------------------------------------------------------------------------
+# Structured JSON lines with the request id; never PHI or card data.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "portal.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "portal.logging.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("platform/", views.platform_home, name="platform-home"),
+    path("admin/", admin.site.urls),
+    path("webhooks/", include("billing.urls_webhooks")),
+    path("staff/", include("billing.urls_staff")),
+    path("", include("billing.urls_patient")),
+]
+
+handler404 = "portal.errors.not_found"
+handler500 = "portal.errors.server_error"

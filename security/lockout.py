@@ -1,0 +1,62 @@
+"""Lockout after repeated failures, per key (IP, account, statement).
+
+At most LOCKOUT_THRESHOLD failures within LOCKOUT_WINDOW; the next failure
+that reaches the threshold locks the key for LOCKOUT_DURATION. Counters live
+in the database so every web process sees the same state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from security.models import LockoutCounter
+
+LOCKOUT_THRESHOLD = 10
+LOCKOUT_WINDOW = timedelta(minutes=30)
+LOCKOUT_DURATION = timedelta(minutes=30)
+
+
+def lockout_key(kind: str, *parts: str) -> str:
+    """A keyed hash naming what is counted, without storing it in clear."""
+    message = "\x1f".join((kind, *parts)).encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def is_locked(key: str) -> bool:
+    counter = LockoutCounter.objects.filter(key=key).first()
+    return bool(counter and counter.locked_until and counter.locked_until > timezone.now())
+
+
+def any_locked(keys: list[str]) -> bool:
+    now = timezone.now()
+    return LockoutCounter.objects.filter(key__in=keys, locked_until__gt=now).exists()
+
+
+def record_failure(key: str) -> bool:
+    """Count a failure; returns True when the key is now locked."""
+    now = timezone.now()
+    with transaction.atomic():
+        counter, created = LockoutCounter.objects.select_for_update().get_or_create(
+            key=key, defaults={"failures": 0, "first_failure_at": now}
+        )
+        expired_lock = counter.locked_until is not None and counter.locked_until <= now
+        stale_window = counter.first_failure_at + LOCKOUT_WINDOW <= now and counter.locked_until is None
+        if expired_lock or stale_window:
+            counter.failures = 0
+            counter.first_failure_at = now
+            counter.locked_until = None
+        counter.failures += 1
+        if counter.failures >= LOCKOUT_THRESHOLD and counter.locked_until is None:
+            counter.locked_until = now + LOCKOUT_DURATION
+        counter.save(update_fields=["failures", "first_failure_at", "locked_until"])
+        return counter.locked_until is not None and counter.locked_until > now
+
+
+def reset(key: str) -> None:
+    LockoutCounter.objects.filter(key=key).delete()
