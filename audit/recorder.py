@@ -27,9 +27,20 @@ class AuditDetailError(ValueError):
     pass
 
 
+_MAX_DETAIL_LIST = 500
+
+
 def _validated_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
     clean: dict[str, Any] = {}
     for key, value in (details or {}).items():
+        if isinstance(value, list | tuple):
+            # Lists of references (public ids of the records a page showed).
+            if len(value) > _MAX_DETAIL_LIST or not all(
+                isinstance(item, str) and len(item) <= _MAX_DETAIL_STRING for item in value
+            ):
+                raise AuditDetailError(f"audit detail {key!r} must be a list of short references")
+            clean[key] = list(value)
+            continue
         if not isinstance(value, _ALLOWED_DETAIL_TYPES):
             raise AuditDetailError(f"audit detail {key!r} must be a short scalar")
         if isinstance(value, str) and len(value) > _MAX_DETAIL_STRING:

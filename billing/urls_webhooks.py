@@ -1,3 +1,11 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from billing.views import webhooks
+
+app_name = "webhooks"
+
+urlpatterns = [
+    path("stripe/<uuid:tenant_id>/", webhooks.stripe_webhook, name="stripe"),
+]

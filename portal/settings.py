@@ -275,5 +275,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # The stripe library logs every request at INFO; ids only, but noisy.
+        "stripe": {"level": "WARNING"},
     },
 }

@@ -7,7 +7,7 @@ from portal import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
-    path("platform/", views.platform_home, name="platform-home"),
+    path("", views.root, name="root"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("billing.urls_webhooks")),
     path("staff/", include("billing.urls_staff")),

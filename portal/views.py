@@ -6,12 +6,16 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from security.permissions import PLATFORM_HOST, public_view
+from billing.views.patient import landing
+from security.permissions import ANY_HOST, public_view
 
 
-@public_view(host=PLATFORM_HOST)
-def platform_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "portal/platform_home.html")
+@public_view(host=ANY_HOST)
+def root(request: HttpRequest) -> HttpResponse:
+    """A clinic's landing page on its host; the platform page on the platform host."""
+    if getattr(request, "tenant", None) is None:
+        return render(request, "portal/platform_home.html")
+    return landing(request)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -35,6 +35,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 # Where a view may be served: on a tenant's host or on the platform host.
 TENANT_HOST = "tenant"
 PLATFORM_HOST = "platform"
+ANY_HOST = "any"
 
 
 def _check_host(request: HttpRequest, host: str) -> None:

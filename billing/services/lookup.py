@@ -1,0 +1,118 @@
+"""Guest statement look-up: statement number + date of birth.
+
+One generic failure message whatever was wrong. Failures count toward a
+lockout of the statement number (at this clinic) and of the client IP
+(everywhere); either being locked refuses the look-up without checking it,
+so a locked attacker learns nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from audit.models import Outcome
+from audit.recorder import audit_record
+from billing.models import Statement
+from billing.services.statements import normalize_statement_number
+from portal.models import Tenant
+from security import lockout, ratelimit
+
+# Look-ups per IP per minute before we slow down, independent of lockout.
+LOOKUP_RATE_PER_MINUTE = 20
+
+
+class LookupFailed(Exception):
+    """No statement matched. Deliberately says nothing about which part."""
+
+
+class LookupLocked(Exception):
+    """Too many failures from this IP or for this statement number."""
+
+
+class LookupRateLimited(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class LookupKeys:
+    ip: str
+    statement: str
+
+    @property
+    def all(self) -> list[str]:
+        return [self.ip, self.statement]
+
+
+def _keys(*, tenant: Tenant, number: str, ip: str) -> LookupKeys:
+    return LookupKeys(
+        ip=lockout.lockout_key("lookup-ip", ip),
+        statement=lockout.lockout_key("lookup-statement", str(tenant.pk), number),
+    )
+
+
+def statement_lookup(
+    *, tenant: Tenant, number: str, date_of_birth: datetime.date, ip: str, request: object | None = None
+) -> Statement:
+    """Find the statement a guest asks for, or raise.
+
+    Raises LookupRateLimited, LookupLocked or LookupFailed. Every outcome is
+    audited (with the statement's public id when it matched, never the
+    number or date of birth that were typed).
+    """
+    normalized = normalize_statement_number(number)
+    keys = _keys(tenant=tenant, number=normalized, ip=ip)
+    if not ratelimit.hit("lookup-ip", keys.ip, limit=LOOKUP_RATE_PER_MINUTE, window_seconds=60):
+        raise LookupRateLimited
+    if lockout.any_locked(keys.all):
+        with transaction.atomic():
+            audit_record(
+                action="statement.lookup_locked",
+                tenant=tenant,
+                outcome=Outcome.DENIED,
+                actor_role="guest",
+                request=request,  # type: ignore[arg-type]
+            )
+        raise LookupLocked
+
+    statement = (
+        Statement.objects.select_related("patient").filter(tenant=tenant, number=normalized).first()
+        if normalized
+        else None
+    )
+    # Compare the date even when no statement matched, so timing does not say
+    # which part was wrong.
+    expected = statement.patient.date_of_birth.isoformat() if statement else "0000-00-00"
+    matched = hmac.compare_digest(expected, date_of_birth.isoformat()) and statement is not None
+
+    if not matched:
+        locked_now = False
+        for key in keys.all:
+            locked_now = lockout.record_failure(key) or locked_now
+        with transaction.atomic():
+            audit_record(
+                action="statement.lookup",
+                tenant=tenant,
+                outcome=Outcome.FAILURE,
+                actor_role="guest",
+                request=request,  # type: ignore[arg-type]
+                details={"locked": locked_now},
+            )
+        raise LookupLocked if locked_now else LookupFailed
+
+    assert statement is not None
+    lockout.reset(keys.statement)
+    with transaction.atomic():
+        audit_record(
+            action="statement.lookup",
+            tenant=tenant,
+            outcome=Outcome.SUCCESS,
+            actor_role="guest",
+            target_type="statement",
+            target_id=str(statement.public_id),
+            request=request,  # type: ignore[arg-type]
+        )
+    return statement

@@ -1,0 +1,264 @@
+"""Patient pages: look up, pay, receipt. Public (guest) views on a tenant host."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from audit.recorder import audit_record
+from billing.access import access_checkout_by_uuid, access_payment_by_uuid, remember_checkout
+from billing.forms import PaymentSubmitForm, StatementLookupForm
+from billing.models import Checkout, Payment, PaymentStatus
+from billing.processor import ProcessorUnavailable
+from billing.services.checkout import (
+    CheckoutError,
+    SubmitOutcome,
+    checkout_audit_unavailable,
+    checkout_card_setup,
+    checkout_is_open,
+    checkout_open,
+    outcome_for,
+    payment_refresh,
+    payment_submit,
+)
+from billing.services.ledger import statement_balance, statement_payable
+from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimited, statement_lookup
+from billing.services.payment_states import UNAVAILABLE_MESSAGE
+from billing.services.receipts import receipt_pdf
+from portal.models import Tenant
+from portal.money import Money
+from portal.net import client_ip
+from security.permissions import TENANT_HOST, public_view
+
+LOOKUP_FAILED_MESSAGE = (
+    "We could not find a statement with those details. Check the statement number and the patient's "
+    "date of birth exactly as they appear on your statement."
+)
+LOOKUP_LOCKED_MESSAGE = (
+    "For your security, statement look-ups are paused for 30 minutes after too many unsuccessful tries. "
+    "You can also call the clinic to pay."
+)
+LOOKUP_RATE_MESSAGE = "Too many look-ups in a short time. Please wait a minute and try again."
+
+
+def _tenant(request: HttpRequest) -> Tenant:
+    return request.tenant  # type: ignore[attr-defined, no-any-return]
+
+
+@public_view(host=TENANT_HOST)
+@require_http_methods(["GET", "POST"])
+def landing(request: HttpRequest) -> HttpResponse:
+    """The clinic's page: look a statement up by number and date of birth."""
+    tenant = _tenant(request)
+    form = StatementLookupForm(request.POST or None)
+    error = ""
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            statement = statement_lookup(
+                tenant=tenant,
+                number=form.cleaned_data["statement_number"],
+                date_of_birth=form.cleaned_data["date_of_birth"],
+                ip=client_ip(request),
+                request=request,
+            )
+        except LookupLocked:
+            error, status = LOOKUP_LOCKED_MESSAGE, 429
+        except LookupRateLimited:
+            error, status = LOOKUP_RATE_MESSAGE, 429
+        except LookupFailed:
+            error, status = LOOKUP_FAILED_MESSAGE, 200
+        else:
+            # A new session id once the guest proves who they are (no fixation).
+            request.session.cycle_key()
+            checkout = checkout_open(tenant=tenant, statement=statement, request=request)
+            remember_checkout(request, checkout)
+            return redirect("billing:pay", checkout_id=checkout.public_id)
+    elif request.method == "POST":
+        status = 400
+    return render(request, "billing/landing.html", {"form": form, "lookup_error": error}, status=status)
+
+
+def _checkout_context(checkout: Checkout) -> dict[str, Any]:
+    statement = checkout.statement
+    balance = statement_balance(statement=statement)
+    payable = statement_payable(statement=statement)
+    return {
+        "checkout": checkout,
+        "statement": statement,
+        "patient_first_name": statement.patient.first_name,
+        "balance": balance,
+        "payable": payable,
+        "in_flight": balance - payable if balance.minor_units > payable.minor_units else None,
+        "succeeded_payments": Payment.objects.filter(
+            checkout=checkout, status=PaymentStatus.SUCCEEDED
+        ).order_by("-succeeded_at"),
+    }
+
+
+@public_view(host=TENANT_HOST)
+@require_GET
+def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
+    """Step 2: the amount and the card."""
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    if not checkout_is_open(checkout):
+        messages.info(request, "That payment page expired. Please look your statement up again.")
+        return redirect("billing:landing")
+    context = _checkout_context(checkout)
+    if context["payable"].minor_units <= 0:
+        return render(request, "billing/nothing_due.html", context)
+    try:
+        publishable_key, client_secret = checkout_card_setup(tenant=tenant, checkout=checkout)
+    except ProcessorUnavailable:
+        checkout_audit_unavailable(tenant=tenant, checkout=checkout)
+        return render(request, "billing/unavailable.html", {**context, "message": UNAVAILABLE_MESSAGE}, status=503)
+    checkout.refresh_from_db(fields=["setup_intent_id"])
+    minimum = Money(min(tenant.minimum_payment_minor, context["payable"].minor_units), tenant.currency)
+    context.update(
+        {
+            "minimum": minimum,
+            "checkout_config": {
+                "publishableKey": publishable_key,
+                "clientSecret": client_secret,
+                "setupIntentId": checkout.setup_intent_id,
+                "submitUrl": reverse("billing:pay-submit", kwargs={"checkout_id": checkout.public_id}),
+                "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
+                "fullAmount": context["payable"].input_value(),
+            },
+        }
+    )
+    return render(request, "billing/pay.html", context)
+
+
+def _result_url(checkout: Checkout, payment: Payment) -> str:
+    return reverse("billing:payment", kwargs={"checkout_id": checkout.public_id, "payment_id": payment.public_id})
+
+
+def _outcome_json(request: HttpRequest, checkout: Checkout, outcome: SubmitOutcome) -> JsonResponse:
+    body: dict[str, Any] = {"state": outcome.state, "message": outcome.message}
+    if outcome.payment is not None:
+        body["resultUrl"] = _result_url(checkout, outcome.payment)
+        body["refreshUrl"] = reverse(
+            "billing:payment-refresh",
+            kwargs={"checkout_id": checkout.public_id, "payment_id": outcome.payment.public_id},
+        )
+    if outcome.state == "requires_action":
+        body["clientSecret"] = outcome.client_secret
+    if outcome.state == "failed":
+        # A fresh card form for the retry: the old SetupIntent is used up.
+        try:
+            _, body["setupClientSecret"] = checkout_card_setup(tenant=_tenant(request), checkout=checkout)
+            checkout.refresh_from_db(fields=["setup_intent_id"])
+            body["setupIntentId"] = checkout.setup_intent_id
+        except ProcessorUnavailable:
+            body["message"] += " " + UNAVAILABLE_MESSAGE
+    status = 503 if outcome.state == "unavailable" else 200
+    return JsonResponse(body, status=status)
+
+
+@public_view(host=TENANT_HOST)
+@require_POST
+def pay_submit(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
+    """Charge the tokenized card. JSON in and out (called by checkout.js)."""
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    form = PaymentSubmitForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"state": "invalid", "message": "Enter the amount to pay.", "field": "amount"}, status=400)
+    try:
+        outcome = payment_submit(
+            tenant=tenant,
+            checkout=checkout,
+            amount_text=form.cleaned_data["amount"],
+            setup_intent_id=form.cleaned_data["setup_intent_id"],
+            ip=client_ip(request),
+            session_key=request.session.session_key or "",
+        )
+    except CheckoutError as exc:
+        return JsonResponse({"state": "invalid", "message": exc.message, "field": exc.field}, status=400)
+    return _outcome_json(request, checkout, outcome)
+
+
+@public_view(host=TENANT_HOST)
+@require_POST
+def pay_renew(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
+    """A fresh SetupIntent after the card form failed in the browser."""
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    if not checkout_is_open(checkout):
+        return JsonResponse({"state": "expired", "message": "This payment page has expired."}, status=400)
+    # The current SetupIntent may have been declined in the browser; drop it.
+    checkout.setup_intent_id = ""
+    checkout.setup_intent_client_secret = ""
+    checkout.save(update_fields=["setup_intent_id", "setup_intent_client_secret"])
+    try:
+        _, client_secret = checkout_card_setup(tenant=tenant, checkout=checkout)
+    except ProcessorUnavailable:
+        return JsonResponse({"state": "unavailable", "message": UNAVAILABLE_MESSAGE}, status=503)
+    checkout.refresh_from_db(fields=["setup_intent_id"])
+    return JsonResponse({"state": "ready", "setupClientSecret": client_secret, "setupIntentId": checkout.setup_intent_id})
+
+
+@public_view(host=TENANT_HOST)
+@require_POST
+def payment_refresh_view(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
+    """After 3-D Secure in the browser: settle from the processor's state."""
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+    return _outcome_json(request, checkout, payment_refresh(tenant=tenant, payment=payment))
+
+
+@public_view(host=TENANT_HOST)
+@require_GET
+def payment_result(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
+    """Step 3: the receipt (or where the payment stands)."""
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+    outcome = outcome_for(payment)
+    if outcome.state == "succeeded":
+        audit_record(
+            action="receipt.viewed",
+            tenant=tenant,
+            actor_role="guest",
+            target_type="payment",
+            target_id=str(payment.public_id),
+            request=request,
+        )
+    context = {
+        **_checkout_context(checkout),
+        "payment": payment,
+        "outcome": outcome,
+    }
+    return render(request, "billing/result.html", context)
+
+
+@public_view(host=TENANT_HOST)
+@require_GET
+def payment_receipt_pdf(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
+    tenant = _tenant(request)
+    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
+    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+    if payment.status != PaymentStatus.SUCCEEDED:
+        return redirect(_result_url(checkout, payment))
+    audit_record(
+        action="receipt.viewed",
+        tenant=tenant,
+        actor_role="guest",
+        target_type="payment",
+        target_id=str(payment.public_id),
+        request=request,
+        details={"format": "pdf"},
+    )
+    response = HttpResponse(receipt_pdf(payment=payment), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{payment.receipt_number}.pdf"'
+    response["Cache-Control"] = "no-store"
+    return response
