@@ -39,7 +39,7 @@ from security.models import Membership, Role, User
 # Development only: printed by seed_demo and make run. 16 characters with
 # letters and digits (PCI DSS 8.3.6); checked against the password validators
 # for every user it is given to. demo_seed refuses to run in production.
-DEMO_PASSWORD = "settle-demo-2025"  # noqa: S105 - a published development password
+DEMO_PASSWORD = "settle-demo-2025"  # noqa: S105  # nosec B105
 OPERATOR_EMAIL = "operator@settle.localhost"
 
 
@@ -435,6 +435,13 @@ def demo_seed(
 
 
 # --- Reporting ------------------------------------------------------------------------
+
+
+def demo_summary(result: DemoSeedResult) -> str:
+    """One line: what this run created, or that nothing changed."""
+    if not result.changed_anything:
+        return "Demo data already present; nothing changed."
+    return "Seeded: " + ", ".join(f"{count} {kind}" for kind, count in sorted(result.created.items())) + "."
 
 
 def demo_report(result: DemoSeedResult) -> str:

