@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from billing.models import CardCheckPolicy, Statement
@@ -20,6 +21,14 @@ from portal.tenancy.context import tenant_scope
 from tests.billing.fakes import FakeProcessor
 
 DOB = datetime.date(1984, 2, 29)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    # Rate-limit counters live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture
