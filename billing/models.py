@@ -42,8 +42,11 @@ class Patient(TenantOwnedModel):
 class Statement(TenantOwnedModel):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="statements")
-    # Normalised: upper case, no spaces or dashes (see billing.services.lookup).
+    # As printed on the statement (upper case), e.g. "DC-100234".
     number = models.CharField(max_length=32)
+    # `number` normalised for look-ups: no spaces, dashes, slashes or dots
+    # (billing.services.statements.normalize_statement_number).
+    lookup_key = models.CharField(max_length=32)
     statement_date = models.DateField()
     due_date = models.DateField()
     # What the statement said was due when issued; the live balance is the ledger's.
@@ -54,7 +57,9 @@ class Statement(TenantOwnedModel):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="statement_number_unique_per_tenant")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "lookup_key"], name="statement_number_unique_per_tenant")
+        ]
 
     def __str__(self) -> str:
         return f"Statement {self.public_id}"

@@ -79,7 +79,7 @@ def statement_lookup(
         raise LookupLocked
 
     statement = (
-        Statement.objects.select_related("patient").filter(tenant=tenant, number=normalized).first()
+        Statement.objects.select_related("patient").filter(tenant=tenant, lookup_key=normalized).first()
         if normalized
         else None
     )

@@ -58,11 +58,14 @@ def statement_issue(
         raise ValueError("a statement must be for a positive amount")
     if patient.tenant_id != tenant.pk:
         raise ValueError("patient belongs to another tenant")
+    if not normalize_statement_number(number):
+        raise ValueError("a statement needs a number")
     with transaction.atomic():
         statement = Statement(
             tenant=tenant,
             patient=patient,
-            number=normalize_statement_number(number),
+            number=number.strip().upper(),
+            lookup_key=normalize_statement_number(number),
             statement_date=statement_date,
             due_date=due_date,
             amount_due_minor=amount_due_minor,

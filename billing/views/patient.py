@@ -32,7 +32,7 @@ from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimite
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
 from billing.services.receipts import receipt_pdf
 from portal.models import Tenant
-from portal.money import Money
+from portal.money import CURRENCY_SYMBOLS, Money
 from portal.net import client_ip
 from security.permissions import TENANT_HOST, public_view
 
@@ -131,6 +131,7 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
                 "submitUrl": reverse("billing:pay-submit", kwargs={"checkout_id": checkout.public_id}),
                 "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
                 "fullAmount": context["payable"].input_value(),
+                "currencySymbol": CURRENCY_SYMBOLS[tenant.currency].strip(),
             },
         }
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from zoneinfo import ZoneInfo
+
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.shortcuts import render
 
 from portal.tenancy.context import tenant_scope
@@ -26,5 +29,6 @@ class TenantMiddleware:
         request.is_platform_host = match.is_platform  # type: ignore[attr-defined]
         if match.tenant is None:
             return self.get_response(request)
-        with tenant_scope(match.tenant):
+        # Dates and times on a clinic's pages are in the clinic's time zone.
+        with tenant_scope(match.tenant), timezone.override(ZoneInfo(match.tenant.timezone)):
             return self.get_response(request)

@@ -16,7 +16,8 @@
   const otherWrap = document.getElementById("other-amount-wrap");
   const otherInput = document.getElementById("amount-other");
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
-  const payLabel = payAmount.textContent;
+  const fullLabel = payAmount.textContent;
+  let payLabel = fullLabel;
 
   let clientSecret = config.clientSecret;
   let setupIntentId = config.setupIntentId;
@@ -62,14 +63,23 @@
     const choice = form.querySelector("input[name=amount_choice]:checked").value;
     return choice === "full" ? config.fullAmount : otherInput.value.trim();
   }
+  // The button says what will be charged. The server re-validates the amount.
+  function syncPayLabel() {
+    const other = form.querySelector("input[name=amount_choice]:checked").value === "other";
+    const typed = otherInput.value.trim().replace(/^[^0-9.]+/, "");
+    payLabel = other ? (typed && /^[0-9,]*\.?[0-9]*$/.test(typed) ? config.currencySymbol + typed : "") : fullLabel;
+    if (!busy) payAmount.textContent = payLabel;
+  }
   function syncAmountChoice() {
     const other = form.querySelector("input[name=amount_choice]:checked").value === "other";
     otherWrap.hidden = !other;
     if (other) otherInput.focus();
+    syncPayLabel();
   }
   form.querySelectorAll("input[name=amount_choice]").forEach(function (radio) {
     radio.addEventListener("change", syncAmountChoice);
   });
+  otherInput.addEventListener("input", syncPayLabel);
   syncAmountChoice();
 
   async function post(url, data) {
