@@ -1,0 +1,192 @@
+"""The Stripe adapter against localstripe: the real library, the real wire."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from billing.models import EntryKind, LedgerEntry, Payment, PaymentStatus, ProcessorEvent
+from billing.processor import CardDeclined
+from billing.processor.stripe_processor import StripeProcessor
+from portal.tenancy.context import tenant_scope
+from tests.billing.conftest import open_checkout
+
+pytestmark = pytest.mark.localstripe
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def stripe_stand_in() -> Iterator[str]:
+    """A localstripe of this module's own, on loopback, in memory."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "portal.devtools.localstripe_server", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail("localstripe did not start")
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def stripe_api(stripe_stand_in: str, settings) -> str:
+    settings.STRIPE_API_BASE = stripe_stand_in
+    urllib.request.urlopen(urllib.request.Request(f"{stripe_stand_in}/_config/data", method="DELETE")).read()
+    return stripe_stand_in
+
+
+def browser_confirm_setup(base: str, client_secret: str, card_number: str) -> dict:  # type: ignore[type-arg]
+    """What Stripe.js's confirmCardSetup sends from the patient's browser."""
+    setup_id = client_secret.split("_secret_")[0]
+    body = {
+        "key": "pk_test_x",
+        "use_stripe_sdk": True,
+        "client_secret": client_secret,
+        "payment_method_data": {
+            "type": "card",
+            "card": {"number": card_number, "exp_month": "12", "exp_year": "2031", "cvc": "123"},
+            "billing_details": {"address": {"postal_code": "12345"}},
+        },
+    }
+    request = urllib.request.Request(
+        f"{base}/v1/setup_intents/{setup_id}/confirm", data=json.dumps(body).encode(), method="POST"
+    )
+    try:
+        return json.load(urllib.request.urlopen(request))  # type: ignore[no-any-return]
+    except urllib.error.HTTPError as exc:
+        return json.load(exc)  # type: ignore[no-any-return]
+
+
+def _processor() -> StripeProcessor:
+    return StripeProcessor(secret_key="sk_test_localstripe", publishable_key="pk_test_localstripe")
+
+
+def test_setup_then_server_side_confirm_succeeds(stripe_api):
+    processor = _processor()
+    setup = processor.create_setup_intent(metadata={"settle_checkout": "c1"}, idempotency_key="k-setup")
+    browser_confirm_setup(stripe_api, setup.client_secret, "4242424242424242")
+    confirmed = processor.retrieve_setup_intent(setup.id)
+    assert confirmed.status == "succeeded" and confirmed.payment_method_id
+    assert confirmed.metadata == {"settle_checkout": "c1"}
+
+    intent = processor.create_payment(
+        amount=4_200,
+        currency="USD",
+        payment_method_id=confirmed.payment_method_id,
+        capture_method="automatic",
+        metadata={"settle_payment": "p1"},
+        idempotency_key="k-create",
+    )
+
+    assert intent.status == "succeeded" and intent.amount == 4_200 and intent.currency == "USD"
+    assert intent.card_last4 == "4242" and intent.card_brand == "visa"
+    assert processor.retrieve_payment(intent.id).status == "succeeded"
+
+
+def test_charge_decline_raises_card_declined(stripe_api):
+    processor = _processor()
+    setup = processor.create_setup_intent(metadata={}, idempotency_key="k")
+    browser_confirm_setup(stripe_api, setup.client_secret, "4000000000000341")
+    method = processor.retrieve_setup_intent(setup.id).payment_method_id
+    assert method
+    with pytest.raises(CardDeclined) as declined:
+        processor.create_payment(
+            amount=1_000, currency="USD", payment_method_id=method, capture_method="automatic",
+            metadata={}, idempotency_key="k2",
+        )
+    assert declined.value.code == "card_declined"
+
+
+def test_three_d_secure_card_requires_action_then_manual_capture(stripe_api):
+    processor = _processor()
+    setup = processor.create_setup_intent(metadata={}, idempotency_key="k")
+    browser_confirm_setup(stripe_api, setup.client_secret, "4000002500003155")
+    # localstripe asks for authentication during setup too; confirm it as Stripe.js would.
+    request = urllib.request.Request(
+        f"{stripe_api}/v1/setup_intents/{setup.id}/confirm",
+        data=json.dumps({"key": "pk_test_x", "client_secret": setup.client_secret}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(request).read()
+    method = processor.retrieve_setup_intent(setup.id).payment_method_id
+    assert method
+
+    intent = processor.create_payment(
+        amount=2_000, currency="USD", payment_method_id=method, capture_method="manual",
+        metadata={}, idempotency_key="k3",
+    )
+    assert intent.status == "requires_action" and intent.client_secret
+
+    authenticate = urllib.request.Request(
+        f"{stripe_api}/v1/payment_intents/{intent.id}/_authenticate?success=true",
+        data=json.dumps({"key": "pk_test_x", "client_secret": intent.client_secret}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(authenticate).read()
+    assert processor.retrieve_payment(intent.id).status == "requires_capture"
+    assert processor.capture_payment(intent.id, idempotency_key="k4").status == "succeeded"
+
+
+def test_unreachable_processor_is_reported_as_unavailable(settings):
+    from billing.processor import ProcessorUnavailable
+
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{_free_port()}"
+    settings.STRIPE_TIMEOUT_SECONDS = 2
+    with pytest.raises(ProcessorUnavailable):
+        _processor().create_setup_intent(metadata={}, idempotency_key="k")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_checkout_and_localstripe_webhook_end_to_end(stripe_api, make_bill, live_server):
+    """A real payment through our endpoints; localstripe then delivers its
+    signed payment_intent.succeeded event to the clinic's webhook URL."""
+    bill = make_bill()
+    webhook_url = f"{live_server.url.replace('localhost', '127.0.0.1')}/webhooks/stripe/{bill.tenant.public_id}/"
+    register = urllib.request.Request(
+        f"{stripe_api}/_config/webhooks/alpha",
+        data=json.dumps({"url": webhook_url, "secret": bill.webhook_secret}).encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(register).read()
+    checkout = open_checkout(bill)
+    browser_confirm_setup(stripe_api, checkout.config["clientSecret"], "4242424242424242")
+
+    status, body = checkout.submit("125.00")
+
+    assert status == 200 and body["state"] == "succeeded"
+    deadline = time.monotonic() + 15
+    events: list[ProcessorEvent] = []
+    while time.monotonic() < deadline and not events:
+        with tenant_scope(bill.tenant):
+            events = list(ProcessorEvent.objects.filter(event_type="payment_intent.succeeded"))
+        time.sleep(0.2)
+    assert events, "localstripe's webhook never arrived"
+    with tenant_scope(bill.tenant):
+        payment = Payment.objects.get()
+        assert payment.status == PaymentStatus.SUCCEEDED
+        assert events[0].payment_id == payment.pk and events[0].outcome == "applied"
+        assert LedgerEntry.objects.filter(kind=EntryKind.PAYMENT).count() == 1
