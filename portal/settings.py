@@ -78,7 +78,7 @@ SETTLE_TRUSTED_PROXY_COUNT = env_int("SETTLE_TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # --- Applications -------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.admin_site.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

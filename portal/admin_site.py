@@ -1,0 +1,48 @@
+"""Django admin for platform operators only, on the platform host only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.admin import AdminSite
+from django.contrib.admin.apps import AdminConfig
+from django.http import Http404, HttpRequest, HttpResponse
+
+
+class PlatformAdminSite(AdminSite):
+    site_header = "Settle platform administration"
+    site_title = "Settle platform"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(user.is_active and user.is_staff and getattr(user, "is_platform_operator", False))
+
+    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+        # Model pages go through admin_view; get_urls below covers the rest.
+        return _platform_only(super().admin_view(view, cacheable))
+
+    def get_urls(self) -> list[Any]:
+        # A clinic's host never serves the admin, not even its login page.
+        urls = super().get_urls()
+        for pattern in urls:
+            callback = getattr(pattern, "callback", None)
+            if callback is not None and not getattr(callback, "settle_platform_only", False):
+                pattern.callback = _platform_only(callback)
+        return urls
+
+
+def _platform_only(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not getattr(request, "is_platform_host", False):
+            raise Http404
+        return view(request, *args, **kwargs)
+
+    wrapped.settle_platform_only = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+class PlatformAdminConfig(AdminConfig):
+    default_site = "portal.admin_site.PlatformAdminSite"

@@ -1,0 +1,37 @@
+"""Django admin is for platform operators on the platform host only."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from portal.services import tenant_create
+from security.models import User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clinic():
+    return tenant_create(slug="gamma", name="Gamma Clinic")
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin/login/", "/admin/portal/tenant/"])
+def test_admin_is_not_served_on_a_clinic_host(clinic, path):
+    assert Client(HTTP_HOST="gamma.localhost").get(path).status_code == 404
+
+
+def test_admin_login_is_served_on_the_platform_host(clinic):
+    assert Client(HTTP_HOST="localhost").get("/admin/login/").status_code == 200
+
+
+def test_only_platform_operators_may_use_the_admin(clinic):
+    staff = User.objects.create_user("staff@example.com", "a-long-password-123", is_staff=True)
+    operator = User.objects.create_user(
+        "op@example.com", "a-long-password-123", is_staff=True, is_platform_operator=True, is_superuser=True
+    )
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(staff)
+    assert client.get("/admin/portal/tenant/").status_code == 302  # back to login
+    client.force_login(operator)
+    assert client.get("/admin/portal/tenant/").status_code == 200
