@@ -52,7 +52,7 @@ class DemoSeedRefused(RuntimeError):
 
 @dataclass(frozen=True)
 class DemoStatement:
-    number: str  # as printed on paper; stored normalised ("DC-100234" -> "DC100234")
+    number: str  # as printed on paper; looked up by its normalised form ("DC-100234" -> "DC100234")
     amount_due_minor: int
     issued_days_ago: int
     summary: str
@@ -235,7 +235,7 @@ DEMO_CLINICS: tuple[DemoClinic, ...] = (DEMO_CLINIC, NORTHSIDE_CLINIC)
 
 @dataclass(frozen=True)
 class SeededStatement:
-    number: str  # display form, e.g. DC-100234
+    number: str  # as printed, e.g. DC-100234
     patient_name: str
     date_of_birth: datetime.date
     balance: Money
@@ -360,8 +360,8 @@ def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, resul
                 )
                 result._count("patients")
             for statement_spec in patient_spec.statements:
-                number = normalize_statement_number(statement_spec.number)
-                statement = Statement.objects.filter(number=number).first()
+                lookup_key = normalize_statement_number(statement_spec.number)
+                statement = Statement.objects.filter(lookup_key=lookup_key).first()
                 if statement is None:
                     issued = today - datetime.timedelta(days=statement_spec.issued_days_ago)
                     statement = statement_issue(
@@ -376,7 +376,7 @@ def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, resul
                     result._count("statements")
                 seeded.append(
                     SeededStatement(
-                        number=statement_spec.number,
+                        number=statement.number,
                         patient_name=patient.display_name,
                         date_of_birth=patient.date_of_birth,
                         balance=statement_balance(statement=statement),

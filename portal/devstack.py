@@ -30,12 +30,14 @@ import json
 import os
 import signal
 import socket
-import subprocess  # nosec B404 - starts our own dev servers with fixed argument lists
+
+# Only our own development servers, with fixed argument lists (see start_child).
+import subprocess  # nosec B404
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -140,15 +142,17 @@ def prepare_database() -> tuple[Any, list[WebhookTarget]]:
     from django.core.management import call_command
     from django.db import connections
 
-    from billing.demo import demo_report, demo_seed
+    from billing.demo import demo_report, demo_seed, demo_summary
     from billing.models import ProcessorAccount
     from portal.tenancy.context import platform_scope
 
     say("==> Migrating the database")
     call_command("migrate", interactive=False, verbosity=1)
     say("")
-    say("==> Seeding the demo clinics (manage.py seed_demo)")
+    say("==> Seeding the demo clinics (as manage.py seed_demo does)")
     result = demo_seed()
+    say(demo_summary(result))
+    say("")
     say(demo_report(result))
     say("")
     with platform_scope():
@@ -179,12 +183,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def start_child(name: str, args: Sequence[str], env: dict[str, str]) -> Child:
-    process = subprocess.Popen(  # noqa: S603 - fixed argument list, our own modules
+    # Fixed argument lists naming our own modules; no shell.
+    process = subprocess.Popen(  # noqa: S603  # nosec B603
         list(args),
         cwd=BASE_DIR,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
     return Child(name=name, process=process)
 
@@ -246,11 +251,18 @@ def register_webhooks(targets: Sequence[WebhookTarget]) -> None:
 # --- Banner -----------------------------------------------------------------------------
 
 
+def _database_label(database: Mapping[str, Any]) -> str:
+    if database["ENGINE"].endswith("sqlite3"):
+        return str(database["NAME"])
+    return f"{database['NAME']} on {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}"
+
+
 def banner(result: Any, store: Path, reload: bool) -> str:
     from django.conf import settings
 
     demo = result.clinics[0]
     sample = demo.statements[0]
+    dob = sample.date_of_birth
     billing = next((login for login in demo.staff if login.role == "Billing manager"), demo.staff[0])
     rule = "=" * 78
     lines = [
@@ -258,9 +270,10 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         "  Settle is running (development)                      Ctrl-C stops everything",
         rule,
         f"  Patient page     {demo.patient_url}",
-        f"    Look up        statement {sample.number}, date of birth {sample.date_of_birth.isoformat()} "
-        f"({sample.date_of_birth:%B} {sample.date_of_birth.day}, {sample.date_of_birth.year}), "
-        f"balance {sample.balance}",
+        (
+            f"    Look up        statement {sample.number}, date of birth {dob.isoformat()} "
+            f"({dob:%B} {dob.day}, {dob.year}), balance {sample.balance}"
+        ),
         "",
         "  Test cards       any future expiry, any 3-digit CVC, any 5-digit postal code",
     ]
@@ -268,8 +281,7 @@ def banner(result: Any, store: Path, reload: bool) -> str:
     lines += [
         "",
         f"  Staff login      {demo.staff_login_url}",
-        f"    {billing.email} / {result.password}  ({billing.role.lower()};"
-        " every role is listed above)",
+        f"    {billing.email} / {result.password}  ({billing.role.lower()}; every role is listed above)",
         f"  Django admin     {result.admin_url}",
         f"    {result.operator.email} / {result.password}",
     ]
@@ -282,7 +294,7 @@ def banner(result: Any, store: Path, reload: bool) -> str:
     lines += [
         "",
         f"  localstripe      {STRIPE_BASE}  (fresh store: {store.relative_to(BASE_DIR)})",
-        f"  Database         {settings.DATABASES['default']['NAME']}",
+        f"  Database         {_database_label(settings.DATABASES['default'])}",
         f"  Web server       runserver on {WEB_BASE} ({'autoreload on' if reload else 'autoreload off'})",
     ]
     if os.environ.get("REDIS_URL"):
