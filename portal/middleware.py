@@ -1,4 +1,4 @@
-"""Request id: one per request, in logs, audit events and the response."""
+"""Request ids, and the health check that answers before host validation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import re
 import uuid
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from portal.logging import request_id_var
 
@@ -30,3 +31,34 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-Id"] = request_id
         return response
+
+
+HEALTH_PATH = "/healthz"
+
+
+def health_response() -> JsonResponse:
+    """Liveness and database reachability; never raises."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = "ok"
+    except Exception:  # noqa: BLE001 - report, never raise, from a health check
+        database = "unavailable"
+    healthy = database == "ok"
+    return JsonResponse({"status": "ok" if healthy else "degraded", "database": database}, status=200 if healthy else 503)
+
+
+class HealthCheckMiddleware:
+    """Answer /healthz before host validation and the HTTPS redirect.
+
+    Load balancers probe targets by IP address and over plain HTTP; the
+    answer names no tenant and reveals nothing but up or down.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return health_response()
+        return self.get_response(request)

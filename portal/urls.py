@@ -6,7 +6,6 @@ from django.urls import include, path
 from portal import views
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
     path("", views.root, name="root"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("billing.urls_webhooks")),
