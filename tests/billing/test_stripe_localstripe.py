@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,46 +13,15 @@ from billing.processor import CardDeclined
 from billing.processor.stripe_processor import StripeProcessor
 from portal.tenancy.context import tenant_scope
 from tests.billing.conftest import open_checkout
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.localstripe
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def stripe_stand_in() -> Iterator[str]:
-    """A localstripe of this module's own, on loopback, in memory."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "portal.devtools.localstripe_server", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("localstripe did not start")
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
-
-
 @pytest.fixture
-def stripe_api(stripe_stand_in: str, settings) -> str:
-    settings.STRIPE_API_BASE = stripe_stand_in
-    urllib.request.urlopen(urllib.request.Request(f"{stripe_stand_in}/_config/data", method="DELETE")).read()
-    return stripe_stand_in
+def stripe_api(localstripe) -> str:
+    """localstripe, emptied, with the portal pointed at it (tests/conftest.py)."""
+    return str(localstripe.base_url)
 
 
 def browser_confirm_setup(base: str, client_secret: str, card_number: str) -> dict:  # type: ignore[type-arg]
@@ -154,7 +119,7 @@ def test_three_d_secure_card_requires_action_then_manual_capture(stripe_api):
 def test_unreachable_processor_is_reported_as_unavailable(settings):
     from billing.processor import ProcessorUnavailable
 
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{_free_port()}"
+    settings.STRIPE_API_BASE = f"http://127.0.0.1:{free_port()}"
     settings.STRIPE_TIMEOUT_SECONDS = 2
     with pytest.raises(ProcessorUnavailable):
         _processor().create_setup_intent(metadata={}, idempotency_key="k")
