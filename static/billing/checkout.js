@@ -103,6 +103,20 @@
     }
   }
 
+  // Stripe.js's own text is shown only for the card form's field checks
+  // ("Your card number is incomplete."); anything else gets our wording,
+  // which always says whether money moved.
+  function setupErrorMessage(error) {
+    if (error && error.type === "validation_error" && error.message) return error.message;
+    if (error && (error.code === "card_declined" || error.type === "card_error")) {
+      return "Your card was declined. You have not been charged. Please try another card or contact your bank.";
+    }
+    if (error && /authenticat/i.test(error.message || "")) {
+      return "Your bank could not confirm it was you (3-D Secure). You have not been charged. Please try again or use another card.";
+    }
+    return "We could not check this card. You have not been charged. Please check the details and try again, or use another card.";
+  }
+
   function adoptFreshSetup(body) {
     if (body.setupClientSecret) {
       clientSecret = body.setupClientSecret;
@@ -144,7 +158,7 @@
     try {
       const setup = await stripe.confirmCardSetup(clientSecret, { payment_method: { card: card } });
       if (setup.error) {
-        showError(setup.error.message || "Your card could not be used. You have not been charged.");
+        showError(setupErrorMessage(setup.error));
         await renewSetup();
         return;
       }
