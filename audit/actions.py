@@ -19,4 +19,29 @@ ACTIONS: dict[str, str] = {
     "auth.logout": "A staff member logged out",
     "ledger.viewed": "Staff viewed a list of payments naming patients",
     "demo.seeded": "The demo clinic was seeded",
+    # Access to the audit trail itself (PCI DSS 10.2.1.3) and its maintenance.
+    "audit.searched": "A compliance officer searched the audit trail",
+    "audit.event_viewed": "A compliance officer opened one audit event",
+    "audit.patient_report": "A compliance officer viewed who accessed a patient's records",
+    "audit.user_report": "A compliance officer viewed what a user did",
+    "audit.verify_requested": "Verification of the audit chain was requested",
+    "audit.verified": "The audit chain was verified (outcome says whether it is intact)",
+    "audit.export_requested": "An audit export was requested",
+    "audit.export_built": "An audit export finished building (or failed)",
+    "audit.export_link_created": "A single-use download link for an audit export was issued",
+    "audit.export_downloaded": "An audit export file was downloaded (outcome denied: link used or expired)",
+    "audit.checkpoint_signed": "A signed checkpoint of an audit chain head was written",
+    "audit.archived": "A month of audit events was archived to object storage",
+    "key.rotation_started": "A data key rotation started: a new key version is active (purpose, version)",
+    "key.rotation_completed": "A data key rotation finished: no row uses the old versions, which are retired",
+    "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
+}
+
+# Detail keys that list the public ids of records an act touched, and the
+# type of record each names: the recorder indexes them, so "who accessed this
+# patient" also finds list pages and searches that showed the patient.
+REFERENCE_LISTS: dict[str, str] = {
+    "patients": "patient",
+    "statements": "statement",
+    "payments": "payment",
 }

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.root, name="root"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("billing.urls_webhooks")),
+    path("staff/audit/", include("audit.urls")),
     path("staff/", include("billing.urls_staff")),
     path("", include("billing.urls_patient")),
 ]

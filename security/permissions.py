@@ -22,6 +22,8 @@ ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponse])
 PERMISSIONS: dict[str, str] = {
     "payments.view": "See payments, ledgers and balances",
     "patients.view": "See patients and their statements",
+    "audit.view": "Search the audit trail, see access reports and verify the chain",
+    "audit.export": "Export the audit trail and download exports",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -29,7 +31,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.FRONT_DESK: frozenset({"payments.view", "patients.view"}),
     Role.BILLING_MANAGER: frozenset({"payments.view", "patients.view"}),
     Role.CLINIC_ADMIN: frozenset({"payments.view", "patients.view"}),
-    Role.COMPLIANCE_OFFICER: frozenset({"payments.view"}),
+    Role.COMPLIANCE_OFFICER: frozenset({"payments.view", "audit.view", "audit.export"}),
 }
 
 # Where a view may be served: on a tenant's host or on the platform host.

@@ -1,0 +1,211 @@
+"""Signed checkpoints and in-place verification of the chains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.chain import GENESIS, checkpoint_message, format_time
+from audit.models import (
+    AuditArchiveSegment,
+    AuditChain,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditVerification,
+    Outcome,
+    VerificationStatus,
+)
+from audit.recorder import _normalised_ip, audit_record
+from audit.signing import Signer, current_signer
+from audit.verification import ChainVerifier, Checkpoint, VerificationResult
+from portal.models import Tenant
+from portal.tenancy.context import tenant_scope
+
+CHUNK = 5000
+
+# Columns read for verification and exports, in audit.chain field order.
+EVENT_COLUMNS = (
+    "sequence",
+    "public_id",
+    "occurred_at",
+    "actor_user_id",
+    "actor_role",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "source_ip",
+    "request_id",
+    "details",
+    "prev_hash",
+    "hash",
+)
+
+
+def row_record(chain_key: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    """A canonical record from a values_list row of EVENT_COLUMNS."""
+    (seq, public_id, occurred_at, actor, role, action, ttype, tid, outcome, ip, rid, details, prev, hsh) = row
+    return {
+        "chain": chain_key,
+        "sequence": seq,
+        "public_id": str(public_id),
+        "occurred_at": format_time(occurred_at),
+        "actor_user_id": str(actor) if actor else None,
+        "actor_role": role,
+        "action": action,
+        "target_type": ttype,
+        "target_id": tid,
+        "outcome": outcome,
+        "source_ip": _normalised_ip(ip),
+        "request_id": rid,
+        "details": details,
+        "prev_hash": prev,
+        "hash": hsh,
+    }
+
+
+def chain_for(tenant: Tenant | None) -> AuditChain | None:
+    if tenant is None:
+        return AuditChain.objects.filter(tenant__isnull=True).first()
+    return AuditChain.objects.filter(tenant=tenant).first()
+
+
+def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> AuditCheckpoint | None:
+    """Sign the current head of `chain`; None when nothing new since the last checkpoint.
+
+    System task (no permission). Side effects: one AuditCheckpoint row and one
+    audit.checkpoint_signed event on the same chain, in one transaction. The
+    signed head is the one before that event, which the next checkpoint covers.
+    """
+    signer = signer or current_signer()
+    with transaction.atomic(durable=True):
+        head = AuditChain.objects.select_for_update().get(pk=chain.pk)
+        last = AuditCheckpoint.objects.filter(chain=head).order_by("-sequence").first()
+        if head.last_sequence == 0 or (last is not None and last.sequence >= head.last_sequence - 1):
+            # Nothing but our own previous checkpoint event since the last one.
+            return None
+        signed_at_time = timezone.now()
+        signed_at = format_time(signed_at_time)
+        message = checkpoint_message(
+            chain=head.key, sequence=head.last_sequence, head_hash=head.last_hash, signed_at=signed_at
+        )
+        checkpoint = AuditCheckpoint.objects.create(
+            chain=head,
+            sequence=head.last_sequence,
+            head_hash=head.last_hash,
+            signed_at=signed_at_time,
+            key_id=signer.key_id,
+            algorithm=signer.algorithm,
+            signature=signer.sign(message),
+        )
+        audit_record(
+            action="audit.checkpoint_signed",
+            tenant=head.tenant,
+            actor_role="system",
+            target_type="audit_chain",
+            target_id=head.key,
+            details={"sequence": checkpoint.sequence, "key_id": signer.key_id[:64]},
+        )
+    return checkpoint
+
+
+def checkpoint_sign_all() -> int:
+    """Sign every chain that moved since its last checkpoint; returns how many were signed."""
+    signed = 0
+    for chain in AuditChain.objects.order_by("pk"):
+        if checkpoint_sign(chain=chain) is not None:
+            signed += 1
+    return signed
+
+
+def checkpoints_of(chain: AuditChain, *, first: int = 0, last: int | None = None) -> list[Checkpoint]:
+    rows = AuditCheckpoint.objects.filter(chain=chain, sequence__gte=first)
+    if last is not None:
+        rows = rows.filter(sequence__lte=last)
+    return [
+        Checkpoint(
+            sequence=c.sequence,
+            hash=c.head_hash,
+            signed_at=format_time(c.signed_at),
+            key_id=c.key_id,
+            algorithm=c.algorithm,
+            signature=c.signature,
+        )
+        for c in rows.order_by("sequence")
+    ]
+
+
+def chain_events(chain: AuditChain, *, first: int = 1, last: int | None = None) -> Iterator[dict[str, Any]]:
+    """The chain's events in sequence order as canonical records, streamed in chunks."""
+    rows = AuditEvent.objects.filter(chain=chain, sequence__gte=first)
+    if last is not None:
+        rows = rows.filter(sequence__lte=last)
+    for row in rows.order_by("sequence").values_list(*EVENT_COLUMNS).iterator(chunk_size=CHUNK):
+        yield row_record(chain.key, row)
+
+
+def chain_verify(*, chain: AuditChain, signer: Signer | None = None) -> VerificationResult:
+    """Verify a whole chain in place: hashes, links, checkpoints, head. Read-only."""
+    signer = signer or current_signer()
+    archived = AuditArchiveSegment.objects.filter(chain=chain).order_by("-last_sequence").first()
+    start_sequence = archived.last_sequence + 1 if archived else 1
+    start_prev = archived.last_hash if archived else GENESIS
+    verifier = ChainVerifier(
+        chain.key,
+        start_sequence=start_sequence,
+        start_prev_hash=start_prev,
+        checkpoints=checkpoints_of(chain, first=start_sequence),
+        signer=signer,
+    )
+    for record in chain_events(chain, first=1):
+        verifier.add_event(record)
+    head = AuditChain.objects.get(pk=chain.pk)
+    return verifier.finish(head_sequence=head.last_sequence, head_hash=head.last_hash)
+
+
+def verification_run(*, verification: AuditVerification) -> AuditVerification:
+    """Run one requested verification of the tenant's chain and record its result.
+
+    Side effects: the AuditVerification row is updated, and an audit.verified
+    event (outcome failure when the chain is broken) is appended.
+    """
+    tenant = verification.tenant
+    with tenant_scope(tenant):
+        AuditVerification.objects.filter(pk=verification.pk).update(status=VerificationStatus.RUNNING)
+        chain = chain_for(tenant)
+        if chain is None:
+            result = VerificationResult(chain=str(tenant.public_id))
+        else:
+            result = chain_verify(chain=chain)
+        with transaction.atomic():
+            verification.status = VerificationStatus.PASSED if result.ok else VerificationStatus.FAILED
+            verification.events_checked = result.events_checked
+            verification.checkpoints_checked = result.checkpoints_checked
+            verification.last_sequence = result.last_sequence
+            verification.first_bad_sequence = result.first_bad_sequence
+            verification.message = "\n".join([result.summary(), *(str(p) for p in result.problems[1:])])[:4000]
+            verification.finished_at = timezone.now()
+            verification.save(
+                update_fields=[
+                    "status",
+                    "events_checked",
+                    "checkpoints_checked",
+                    "last_sequence",
+                    "first_bad_sequence",
+                    "message",
+                    "finished_at",
+                ]
+            )
+            audit_record(
+                action="audit.verified",
+                tenant=tenant,
+                outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
+                actor_role="system",
+                target_type="audit_verification",
+                target_id=str(verification.public_id),
+                details={"events": result.events_checked, "first_bad_sequence": result.first_bad_sequence},
+            )
+    return verification

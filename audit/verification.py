@@ -1,0 +1,228 @@
+"""Chain verification over a stream of records: in the database and offline.
+
+Pure Python (no Django), shared by `manage.py verify_audit`, the console's
+verify button and `python -m audit.verify`. It walks events in sequence order
+with bounded memory and reports problems by sequence; `first_bad_sequence`
+is the earliest one.
+
+What each tampering looks like:
+- an edited event: its content no longer matches its hash;
+- a deleted event: a gap in the sequence numbers;
+- an inserted event: everything after it moved up one place, so the next
+  original event's hash matches its *old* sequence (reported at that old
+  sequence, which is where the insertion happened);
+- reordered events: an event's hash matches another sequence than its own;
+- a rewrite with every hash recomputed: a signed checkpoint disagrees;
+- events removed from the end: the chain head (or a checkpoint) is further on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit.chain import GENESIS, checkpoint_message, event_hash
+from audit.signing import Signer
+
+MAX_PROBLEMS = 50
+
+
+@dataclass(frozen=True)
+class Problem:
+    sequence: int
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"sequence {self.sequence}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    sequence: int
+    hash: str
+    signed_at: str
+    key_id: str
+    algorithm: str
+    signature: str
+
+
+@dataclass
+class VerificationResult:
+    chain: str
+    events_checked: int = 0
+    links_checked: int = 0
+    checkpoints_checked: int = 0
+    signatures_checked: bool = False
+    first_sequence: int | None = None
+    last_sequence: int = 0
+    last_hash: str = GENESIS
+    problems: list[Problem] = field(default_factory=list)
+    more_problems: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_sequence(self) -> int | None:
+        return min((p.sequence for p in self.problems), default=None)
+
+    def summary(self) -> str:
+        if self.ok:
+            what = f"{self.events_checked} events"
+            if self.first_sequence is not None:
+                what += f" (sequences {self.first_sequence}-{self.last_sequence})"
+            signed = (
+                f", {self.checkpoints_checked} signed checkpoints agree"
+                if self.signatures_checked
+                else f", {self.checkpoints_checked} checkpoints agree (signatures not checked)"
+            )
+            return f"Chain {self.chain} is intact: {what}{signed}."
+        first = min(self.problems, key=lambda p: p.sequence)
+        return f"Chain {self.chain} is BROKEN at sequence {first.sequence}: {first.message}"
+
+
+class ChainVerifier:
+    """Feed events (and link-only stubs) in stored order; then call finish()."""
+
+    def __init__(
+        self,
+        chain: str,
+        *,
+        start_sequence: int = 1,
+        start_prev_hash: str = GENESIS,
+        checkpoints: Iterable[Checkpoint] = (),
+        signer: Signer | None = None,
+    ) -> None:
+        self.result = VerificationResult(chain=chain, last_sequence=start_sequence - 1, last_hash=start_prev_hash)
+        self._next = start_sequence
+        self._prev_hash = start_prev_hash
+        self._signer = signer
+        self._checkpoints: dict[int, Checkpoint] = {}
+        self.result.signatures_checked = signer is not None
+        for checkpoint in checkpoints:
+            self._add_checkpoint(checkpoint)
+
+    def problem(self, sequence: int, kind: str, message: str) -> None:
+        if len(self.result.problems) >= MAX_PROBLEMS:
+            self.result.more_problems = True
+            return
+        self.result.problems.append(Problem(sequence, kind, message))
+
+    def _add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        if self._signer is not None:
+            message = checkpoint_message(
+                chain=self.result.chain,
+                sequence=checkpoint.sequence,
+                head_hash=checkpoint.hash,
+                signed_at=checkpoint.signed_at,
+            )
+            if not self._signer.verify(
+                message, checkpoint.signature, key_id=checkpoint.key_id, algorithm=checkpoint.algorithm
+            ):
+                self.problem(
+                    checkpoint.sequence,
+                    "bad_signature",
+                    f"the checkpoint signed at {checkpoint.signed_at} has an invalid signature "
+                    f"(key {checkpoint.key_id}): checkpoints were forged or altered",
+                )
+                return
+        self._checkpoints[checkpoint.sequence] = checkpoint
+
+    def _start(self, sequence: int) -> None:
+        if self.result.first_sequence is None:
+            self.result.first_sequence = sequence
+
+    def _check_position(self, sequence: int) -> None:
+        if sequence > self._next:
+            missing = f"{self._next}" if sequence == self._next + 1 else f"{self._next}-{sequence - 1}"
+            self.problem(self._next, "missing", f"event(s) {missing} are missing (deleted)")
+        elif sequence < self._next:
+            self.problem(sequence, "out_of_order", f"appears after {self._next - 1} (duplicated or reordered)")
+
+    def _after(self, sequence: int, stored_hash: str) -> None:
+        checkpoint = self._checkpoints.pop(sequence, None)
+        if checkpoint is not None:
+            self.result.checkpoints_checked += 1
+            if checkpoint.hash != stored_hash:
+                self.problem(
+                    sequence,
+                    "checkpoint_mismatch",
+                    f"differs from the checkpoint signed at {checkpoint.signed_at}: "
+                    "the chain was rewritten at or before this event",
+                )
+        self._prev_hash = stored_hash
+        self._next = max(self._next, sequence + 1)
+        self.result.last_sequence = sequence
+        self.result.last_hash = stored_hash
+
+    def add_event(self, record: Mapping[str, Any]) -> None:
+        sequence = int(record["sequence"])
+        self._start(sequence)
+        self.result.events_checked += 1
+        self._check_position(sequence)
+        link_broken = record["prev_hash"] != self._prev_hash and sequence == self._next
+        if record.get("chain") != self.result.chain:
+            self.problem(sequence, "wrong_chain", f"belongs to chain {record.get('chain')!r}")
+        computed = event_hash(record)
+        if computed == record["hash"] and link_broken:
+            self.problem(sequence, "broken_link", "its previous-hash does not match the event before it")
+        if computed != record["hash"]:
+            moved_from = self._moved_from(record)
+            if moved_from is not None:
+                kind = "inserted" if moved_from < sequence else "reordered"
+                self.problem(
+                    min(moved_from, sequence),
+                    kind,
+                    f"the event now at {sequence} was recorded as {moved_from}: "
+                    + ("an event was inserted before it" if kind == "inserted" else "events were reordered"),
+                )
+            else:
+                self.problem(sequence, "altered", "its content does not match its hash (edited)")
+        self._after(sequence, str(record["hash"]))
+
+    def _moved_from(self, record: Mapping[str, Any]) -> int | None:
+        sequence = int(record["sequence"])
+        for delta in (-1, 1, -2, 2):
+            candidate = sequence + delta
+            if candidate >= 1 and event_hash({**record, "sequence": candidate}) == record["hash"]:
+                return candidate
+        return None
+
+    def add_link(self, sequence: int, prev_hash: str, stored_hash: str) -> None:
+        """An event present only as its hashes (outside an export's filters)."""
+        self._start(sequence)
+        self.result.links_checked += 1
+        self._check_position(sequence)
+        if prev_hash != self._prev_hash and sequence == self._next:
+            self.problem(sequence, "broken_link", "its previous-hash does not match the event before it")
+        self._after(sequence, stored_hash)
+
+    def finish(self, *, head_sequence: int | None = None, head_hash: str | None = None) -> VerificationResult:
+        for sequence in sorted(self._checkpoints):
+            if sequence > self.result.last_sequence:
+                self.problem(
+                    self.result.last_sequence + 1,
+                    "truncated",
+                    f"a signed checkpoint covers event {sequence} but the chain ends at "
+                    f"{self.result.last_sequence}: events were removed from the end",
+                )
+        if head_sequence is not None:
+            if head_sequence > self.result.last_sequence:
+                self.problem(
+                    self.result.last_sequence + 1,
+                    "truncated",
+                    f"the chain head is at {head_sequence} but the events end at "
+                    f"{self.result.last_sequence}: events were removed from the end",
+                )
+            elif head_sequence < self.result.last_sequence:
+                self.problem(
+                    head_sequence + 1,
+                    "appended",
+                    f"events after {head_sequence} were not written by the recorder (the head is at {head_sequence})",
+                )
+            elif head_hash is not None and head_hash != self.result.last_hash:
+                self.problem(head_sequence, "head_mismatch", "the last event's hash differs from the chain head")
+        return self.result

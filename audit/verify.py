@@ -1,0 +1,297 @@
+"""Offline verification of an audit export or archive: `python -m audit.verify FILE`.
+
+Needs only this package and the Python standard library (plus nothing from
+Django). Exit status: 0 intact, 1 tampered, truncated or otherwise invalid,
+2 the file could not be read or the arguments are wrong.
+
+FILE is a JSONL export (or archive segment), or an archive manifest
+(manifest.json) whose segment files sit in the same folder.
+
+Signatures (checkpoints and the export seal) are checked when the signing key
+is given with --key-file or SETTLE_AUDIT_SIGNING_KEY (base64). Without it the
+chain, the links and the file digest are still checked, and the output says
+plainly that signatures were not; --require-signatures makes that a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from audit.chain import HASHED_FIELDS, digest_text, dumps_line
+from audit.exportformat import FORMAT_NAME, FORMAT_VERSION, footer_message
+from audit.signing import HmacSigner, Signer
+from audit.verification import ChainVerifier, Checkpoint
+
+MANIFEST_FORMAT = "settle-audit-archive-manifest"
+EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+
+
+class Invalid(Exception):
+    """The file is not a valid, untampered export: the message says why."""
+
+
+@dataclass
+class Report:
+    ok: bool
+    lines: list[str] = field(default_factory=list)
+    first_bad_sequence: int | None = None
+    last_sequence: int | None = None
+    last_hash: str | None = None
+    first_prev_hash: str | None = None
+    first_sequence: int | None = None
+    events: int = 0
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    for number, raw in enumerate(stream, start=1):
+        if not raw.endswith(b"\n"):
+            raise Invalid(f"line {number} is cut off: the file is truncated")
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise Invalid(f"line {number} is not valid JSON: the file is corrupt") from None
+        if not isinstance(obj, dict) or "type" not in obj:
+            raise Invalid(f"line {number} is not an export record")
+        if dumps_line(obj) != raw:
+            raise Invalid(f"line {number} is not in canonical form: it was edited")
+        yield number, raw, obj
+
+
+def _checkpoint(number: int, obj: dict[str, Any]) -> Checkpoint:
+    try:
+        return Checkpoint(
+            sequence=int(obj["sequence"]),
+            hash=str(obj["hash"]),
+            signed_at=str(obj["signed_at"]),
+            key_id=str(obj["key_id"]),
+            algorithm=str(obj["algorithm"]),
+            signature=str(obj["signature"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise Invalid(f"line {number}: malformed checkpoint") from None
+
+
+def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
+    """Verify one JSONL export/segment. Raises Invalid for structural damage."""
+    digest = hashlib.sha256()
+    rows = _lines(stream)
+    try:
+        number, raw, header = next(rows)
+    except StopIteration:
+        raise Invalid("the file is empty") from None
+    if header.get("type") != "header" or header.get("format") != FORMAT_NAME:
+        raise Invalid("line 1 is not a Settle audit export header")
+    if header.get("version") != FORMAT_VERSION:
+        raise Invalid(f"unsupported export version {header.get('version')!r}")
+    digest.update(raw)
+    checkpoints: list[Checkpoint] = []
+    verifier: ChainVerifier | None = None
+    footer: dict[str, Any] | None = None
+    for number, raw, obj in rows:
+        if footer is not None:
+            raise Invalid(f"line {number} follows the footer: data was appended")
+        kind = obj["type"]
+        if kind == "footer":
+            footer = obj
+            expected = digest_text(digest.digest())
+            if obj.get("sha256") != expected:
+                raise Invalid("the file's digest does not match its footer: a line was altered, added or removed")
+            continue
+        digest.update(raw)
+        if kind == "checkpoint":
+            if verifier is not None:
+                raise Invalid(f"line {number}: checkpoint after the events")
+            checkpoints.append(_checkpoint(number, obj))
+            continue
+        if verifier is None:
+            verifier = ChainVerifier(
+                str(header.get("chain")),
+                start_sequence=int(header["first_sequence"]),
+                start_prev_hash=str(header["start_prev_hash"]),
+                checkpoints=checkpoints,
+                signer=signer,
+            )
+        try:
+            if kind == "event":
+                if set(obj) != {"type", *HASHED_FIELDS, "hash"}:
+                    raise Invalid(f"line {number}: event has unexpected fields")
+                verifier.add_event(obj)
+            elif kind == "link":
+                verifier.add_link(int(obj["sequence"]), str(obj["prev_hash"]), str(obj["hash"]))
+            else:
+                raise Invalid(f"line {number}: unknown record type {kind!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, Invalid):
+                raise
+            raise Invalid(f"line {number}: malformed {kind} record") from None
+    if footer is None:
+        raise Invalid("the footer is missing: the file is truncated")
+    if verifier is None:
+        verifier = ChainVerifier(
+            str(header.get("chain")),
+            start_sequence=int(header["first_sequence"]),
+            start_prev_hash=str(header["start_prev_hash"]),
+            checkpoints=checkpoints,
+            signer=signer,
+        )
+    result = verifier.finish()
+    report = Report(ok=result.ok)
+    counted = result.events_checked + result.links_checked
+    if footer.get("events", -1) + footer.get("links", -1) != counted:
+        report.ok = False
+        report.lines.append(
+            f"the footer counts {footer.get('events')} events and {footer.get('links')} links, the file has {counted}"
+        )
+    if counted and (footer.get("last_sequence") != result.last_sequence or footer.get("last_hash") != result.last_hash):
+        report.ok = False
+        report.lines.append("the footer's last sequence/hash do not match the last event")
+    if signer is not None:
+        if not signer.verify(
+            footer_message(footer),
+            str(footer.get("signature", "")),
+            key_id=str(footer.get("key_id")),
+            algorithm=str(footer.get("algorithm")),
+        ):
+            report.ok = False
+            report.lines.append(
+                "the export's seal (footer signature) is invalid: the file was rewritten or the key is wrong"
+            )
+    report.lines = [str(p) for p in result.problems] + report.lines
+    if result.more_problems:
+        report.lines.append("… more problems not listed")
+    report.first_bad_sequence = result.first_bad_sequence
+    report.first_sequence = result.first_sequence
+    report.first_prev_hash = str(header["start_prev_hash"])
+    report.last_sequence = result.last_sequence if counted else None
+    report.last_hash = result.last_hash if counted else None
+    report.events = result.events_checked
+    summary = result.summary() if result.ok else ""
+    if report.ok:
+        report.lines.insert(0, summary)
+    else:
+        report.lines.insert(
+            0,
+            f"TAMPERED: {header.get('chain')}"
+            + (f" (first bad sequence {report.first_bad_sequence})" if report.first_bad_sequence else ""),
+        )
+    return report
+
+
+def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: Signer | None) -> Report:
+    """Verify an archive manifest and every segment file it lists (same folder)."""
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise Invalid("not a Settle audit archive manifest")
+    if signer is not None and not signer.verify(
+        footer_message(manifest),
+        str(manifest.get("signature", "")),
+        key_id=str(manifest.get("key_id")),
+        algorithm=str(manifest.get("algorithm")),
+    ):
+        return Report(ok=False, lines=["TAMPERED: the manifest's signature is invalid"])
+    report = Report(ok=True)
+    expected_prev: str | None = None
+    expected_seq: int | None = None
+    for segment in manifest.get("segments", []):
+        name = Path(str(segment["object_key"])).name
+        file = path.parent / name
+        if not file.is_file():
+            raise Invalid(f"segment file {name} listed in the manifest is missing")
+        data = file.read_bytes()
+        if digest_text(hashlib.sha256(data).digest()) != segment["sha256"]:
+            report.ok = False
+            report.lines.append(f"segment {name}: SHA-256 differs from the manifest (file altered)")
+            continue
+        with file.open("rb") as stream:
+            sub = verify_export(stream, signer=signer)
+        if not sub.ok:
+            report.ok = False
+            report.lines.extend(f"segment {name}: {line}" for line in sub.lines)
+            continue
+        if segment["first_prev_hash"] != sub.first_prev_hash or segment["last_hash"] != sub.last_hash:
+            report.ok = False
+            report.lines.append(f"segment {name}: its first/last hashes differ from the manifest")
+        if expected_prev is not None and (
+            segment["first_prev_hash"] != expected_prev or segment["first_sequence"] != expected_seq
+        ):
+            report.ok = False
+            report.lines.append(f"segment {name} does not continue the previous segment: a month is missing or altered")
+        expected_prev, expected_seq = segment["last_hash"], int(segment["last_sequence"]) + 1
+        report.events += sub.events
+    if report.ok:
+        report.lines.insert(
+            0,
+            f"Archive of chain {manifest.get('chain')} is intact: {len(manifest.get('segments', []))} segments, {report.events} events.",
+        )
+    else:
+        report.lines.insert(0, f"TAMPERED: archive of chain {manifest.get('chain')}")
+    return report
+
+
+def _signer_from(args: argparse.Namespace) -> Signer | None:
+    raw: str | None = None
+    if args.key_file:
+        raw = Path(args.key_file).read_text().strip()
+    elif os.environ.get("SETTLE_AUDIT_SIGNING_KEY"):
+        raw = os.environ["SETTLE_AUDIT_SIGNING_KEY"]
+    if raw is None:
+        return None
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise Invalid("the signing key must be base64") from None
+    key_id = args.key_id or os.environ.get("SETTLE_AUDIT_SIGNING_KEY_ID") or "local-hmac-1"
+    return HmacSigner(key, key_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audit.verify", description="Verify a Settle audit export offline.")
+    parser.add_argument("file", help="export .jsonl file, archive segment, or archive manifest.json")
+    parser.add_argument("--key-file", help="file holding the base64 signing key (else SETTLE_AUDIT_SIGNING_KEY)")
+    parser.add_argument("--key-id", help="id of that key (default: SETTLE_AUDIT_SIGNING_KEY_ID or local-hmac-1)")
+    parser.add_argument("--require-signatures", action="store_true", help="fail when no key is given")
+    args = parser.parse_args(argv)
+    path = Path(args.file)
+    out, err = sys.stdout, sys.stderr
+    try:
+        signer = _signer_from(args)
+    except (OSError, Invalid, ValueError) as exc:
+        err.write(f"error: cannot use the signing key: {exc}\n")
+        return EXIT_UNREADABLE
+    if signer is None and args.require_signatures:
+        err.write("error: --require-signatures given but no signing key (--key-file or SETTLE_AUDIT_SIGNING_KEY)\n")
+        return EXIT_UNREADABLE
+    try:
+        with path.open("rb") as stream:
+            first = stream.read(1)
+            stream.seek(0)
+            if first == b"{" and path.suffix == ".json":
+                report = verify_manifest(path, json.load(stream), signer=signer)
+            else:
+                report = verify_export(stream, signer=signer)
+    except OSError as exc:
+        err.write(f"error: cannot read {path}: {exc.strerror or exc}\n")
+        return EXIT_UNREADABLE
+    except (Invalid, ValueError, KeyError, TypeError) as exc:
+        message = str(exc) if isinstance(exc, Invalid) else f"malformed file ({type(exc).__name__})"
+        err.write(f"TAMPERED or invalid: {path}: {message}\n")
+        return EXIT_INVALID
+    stream_out = out if report.ok else err
+    for line in report.lines:
+        stream_out.write(line + "\n")
+    if report.ok and signer is None:
+        out.write("WARNING: signatures were NOT checked (no signing key given); the chain and digest were.\n")
+    return EXIT_OK if report.ok else EXIT_INVALID
+
+
+if __name__ == "__main__":
+    sys.exit(main())

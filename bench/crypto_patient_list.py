@@ -1,0 +1,89 @@
+"""A 500-row staff patient list: encrypted Patient rows against the same rows in clear.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/crypto_patient_list.py [--rows 500]
+
+Both sides load `rows` patients of one clinic through the ORM and read what a
+list page shows (name, date of birth, account number, phone). The plaintext
+side is a model with the same columns as plain CharField/DateField, in a
+table created for the benchmark. Keys are warm (a running process).
+Target: encrypted <= 1.5x plaintext.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+from crypto_support import best_of, setup, teardown
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    connection = setup("patient_list")
+    old_name = connection.settings_dict["NAME"]
+    try:
+        import uuid
+
+        from django.db import models
+
+        from billing.models import Patient
+        from portal.services import tenant_create
+        from portal.tenancy.context import tenant_scope
+        from portal.tenancy.models import TenantOwnedModel
+
+        class PlainPatient(TenantOwnedModel):
+            public_id = models.UUIDField(default=uuid.uuid4, unique=True)
+            account_number = models.CharField(max_length=40)
+            first_name = models.CharField(max_length=100)
+            last_name = models.CharField(max_length=100)
+            date_of_birth = models.DateField()
+            email = models.CharField(max_length=254, blank=True)
+            phone = models.CharField(max_length=32, blank=True)
+            created_at = models.DateTimeField(auto_now_add=True)
+
+            class Meta:
+                app_label = "bench"
+                db_table = "bench_plain_patient"
+
+        with connection.schema_editor() as editor:
+            editor.create_model(PlainPatient)
+
+        tenant = tenant_create(slug="bench", name="Bench Clinic")
+        with tenant_scope(tenant):
+            common = [
+                {
+                    "account_number": f"B-{n:05d}",
+                    "first_name": f"Firstname{n}",
+                    "last_name": f"Lastname{n}",
+                    "date_of_birth": datetime.date(1950, 1, 1) + datetime.timedelta(days=n * 17),
+                    "email": f"patient{n}@example.com",
+                    "phone": f"+1202555{n % 10000:04d}",
+                }
+                for n in range(args.rows)
+            ]
+            Patient.objects.bulk_create([Patient(tenant=tenant, **row) for row in common], batch_size=500)
+            PlainPatient.objects.bulk_create([PlainPatient(tenant=tenant, **row) for row in common], batch_size=500)
+
+            def page(model: type[models.Model]) -> None:
+                rows = list(model.objects.order_by("id")[: args.rows])  # type: ignore[attr-defined]
+                shown = [(f"{p.first_name} {p.last_name}", p.date_of_birth, p.account_number, p.phone) for p in rows]
+                assert len(shown) == args.rows
+
+            for model in (Patient, PlainPatient):
+                page(model)  # warm up (keys into the cache)
+            t_plain = best_of(args.repeats, lambda: page(PlainPatient))
+            t_enc = best_of(args.repeats, lambda: page(Patient))
+
+        print(f"rows: {args.rows}; database: {connection.vendor}; median of {args.repeats} runs")
+        print(f"plaintext list: {t_plain * 1000:8.2f} ms")
+        print(f"encrypted list: {t_enc * 1000:8.2f} ms  (5 fields decrypted per row)")
+        print(f"ratio encrypted/plaintext: {t_enc / t_plain:.2f}x (target <= 1.5x)")
+    finally:
+        teardown(connection, old_name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Audit test helpers: filling a chain, and tampering behind the app's back."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from audit.models import AuditEvent
+from audit.recorder import audit_record
+from audit.services.archive import s3_client
+from portal.models import Tenant
+
+
+def fill(tenant: Tenant | None, count: int, *, action: str = "receipt.viewed", **kwargs: Any) -> list[AuditEvent]:
+    return [
+        audit_record(
+            action=action,
+            tenant=tenant,
+            actor_role=kwargs.get("actor_role", "guest"),
+            target_type=kwargs.get("target_type", "receipt"),
+            target_id=kwargs.get("target_id", f"R-{i}"),
+            details=kwargs.get("details", {"n": i}),
+        )
+        for i in range(count)
+    ]
+
+
+@contextlib.contextmanager
+def behind_the_apps_back() -> Iterator[Callable[[str, list[Any] | None], None]]:
+    """Run raw SQL as the database owner with the append-only triggers off.
+
+    On PostgreSQL the tests connect as the owner (a superuser), who can
+    disable user triggers; the ALTER is part of the test's transaction and is
+    rolled back with it. SQLite has no triggers to disable.
+    """
+    tables = ("audit_auditevent", "audit_auditeventsubject", "audit_auditcheckpoint")
+    postgres = connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        if postgres:
+            # Settle deferred foreign-key checks first: ALTER TABLE refuses
+            # to run while trigger events are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for table in tables:
+                cursor.execute(f'ALTER TABLE "{table}" DISABLE TRIGGER USER')
+
+        def run(sql: str, params: list[Any] | None = None) -> None:
+            cursor.execute(sql, params or [])
+
+        yield run
+        if postgres:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            for table in tables:
+                cursor.execute(f'ALTER TABLE "{table}" ENABLE TRIGGER USER')
+
+
+@pytest.fixture
+def tamper() -> Callable[[], Any]:
+    return behind_the_apps_back
+
+
+BUCKET = "settle-audit-archive-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    port = _free_port()
+    binary = Path(sys.executable).with_name("moto_server")
+    process = subprocess.Popen(
+        [str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url + "/moto-api/", timeout=1)  # noqa: S310 - loopback test server
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def archive_settings(settings, moto_s3, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    settings.SETTLE_AUDIT_ARCHIVE_ENDPOINT_URL = moto_s3
+    settings.SETTLE_AUDIT_ARCHIVE_BUCKET = BUCKET
+    settings.SETTLE_AUDIT_HOT_DAYS = 120
+    client = s3_client()
+    try:
+        client.create_bucket(Bucket=BUCKET)
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+        client.delete_object(Bucket=BUCKET, Key=item["Key"])
+    return client

@@ -1,0 +1,351 @@
+"""Exports: built in the background, encrypted at rest, single-use links, verifiable offline."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from audit import conf
+from audit.chain import digest_text
+from audit.exportformat import Filters
+from audit.models import AuditChain, AuditEvent, AuditExport, ExportStatus
+from audit.services.exports import _file_path, export_build, export_read_all, export_request
+from audit.services.integrity import checkpoint_sign
+from audit.verify import main as verify_main
+from portal.tenancy.context import tenant_scope
+from security.models import Membership, Role
+from tests.audit.conftest import fill
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+OFFICER = Role.COMPLIANCE_OFFICER.value
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _export_dir(settings, tmp_path):
+    settings.SETTLE_AUDIT_EXPORT_DIR = str(tmp_path / "exports")
+
+
+@pytest.fixture
+def key_file(tmp_path) -> str:
+    path = tmp_path / "signing.key"
+    path.write_text(base64.b64encode(conf.signing_key()).decode())
+    return str(path)
+
+
+def _range() -> tuple[datetime, datetime]:
+    now = datetime.now(tz=UTC)
+    return now - timedelta(days=1), now + timedelta(days=1)
+
+
+def _build(clinic, filters: Filters | None = None) -> AuditExport:
+    start, end = _range()
+    with tenant_scope(clinic.tenant):
+        export = AuditExport.objects.create(
+            tenant=clinic.tenant, date_from=start, date_to=end, filters=(filters or Filters()).as_dict()
+        )
+        return export_build(export=export)
+
+
+def _jsonl(clinic, export) -> bytes:
+    with tenant_scope(clinic.tenant):
+        return export_read_all(export=export, kind="jsonl")
+
+
+def _verify(tmp_path, data: bytes, *args: str) -> tuple[int, str]:
+    path = tmp_path / "check.jsonl"
+    path.write_bytes(data)
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = verify_main([str(path), *args])
+    finally:
+        sys.stdout, sys.stderr = old
+    return code, out.getvalue() + err.getvalue()
+
+
+def test_officer_requests_downloads_once_and_the_file_verifies_offline(
+    clinic_a, django_capture_on_commit_callbacks, tmp_path, key_file
+):
+    fill(clinic_a.tenant, 25)
+    checkpoint_sign(chain=AuditChain.objects.get(tenant=clinic_a.tenant))
+    fill(clinic_a.tenant, 5)
+    officer = clinic_a.client_as(OFFICER)
+    today = datetime.now(tz=UTC).date()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = officer.post(
+            reverse("audit:exports"), {"date_from": today.isoformat(), "date_to": today.isoformat()}
+        )
+    assert response.status_code == 302
+    detail = officer.get(response["Location"])
+    assert "Ready" in detail.content.decode()
+    with tenant_scope(clinic_a.tenant):
+        export = AuditExport.objects.get()
+    assert export.status == ExportStatus.READY and export.matched_events >= 30
+    link = officer.post(reverse("audit:export-download", kwargs={"export_id": export.public_id}), {"file": "jsonl"})
+    assert link.status_code == 302
+    download = officer.get(link["Location"])
+    assert download.status_code == 200
+    assert download["Cache-Control"] == "no-store"
+    data = b"".join(download.streaming_content)
+    code, output = _verify(tmp_path, data, "--key-file", key_file, "--require-signatures")
+    assert code == 0, output
+    assert "intact" in output and "1 signed checkpoints agree" in output
+    # The link works once.
+    again = officer.get(link["Location"])
+    assert again.status_code == 410
+    actions = list(
+        AuditEvent.objects.filter(action__startswith="audit.export")
+        .values_list("action", "outcome")
+        .order_by("sequence")
+    )
+    assert actions == [
+        ("audit.export_requested", "success"),
+        ("audit.export_built", "success"),
+        ("audit.export_link_created", "success"),
+        ("audit.export_downloaded", "success"),
+        ("audit.export_downloaded", "denied"),
+    ]
+
+
+def test_links_belong_to_the_officer_who_asked_and_expire(clinic_a):
+    fill(clinic_a.tenant, 3)
+    export = _build(clinic_a)
+    officer = clinic_a.client_as(OFFICER)
+    colleague = UserFactory(email="second-officer@alpha.example")
+    with tenant_scope(clinic_a.tenant):
+        Membership.objects.create(tenant=clinic_a.tenant, user=colleague, role=Role.COMPLIANCE_OFFICER)
+    link = officer.post(reverse("audit:export-download", kwargs={"export_id": export.public_id}), {"file": "csv"})[
+        "Location"
+    ]
+    assert clinic_a.client(colleague).get(link).status_code == 404
+    assert clinic_a.client_as("clinic_admin").get(link).status_code == 403
+    with time_machine.travel(datetime.now(tz=UTC) + timedelta(seconds=conf.export_link_ttl_seconds() + 5)):
+        assert officer.get(link).status_code == 410
+    assert officer.get(reverse("audit:download", kwargs={"token": "made-up"})).status_code == 404
+
+
+@pytest.mark.parametrize("role", [r.value for r in Role if r != Role.COMPLIANCE_OFFICER])
+def test_only_compliance_officers_may_export_or_download(clinic_a, role):
+    export = _build(clinic_a)
+    client = clinic_a.client_as(role)
+    assert (
+        client.post(reverse("audit:exports"), {"date_from": "2026-01-01", "date_to": "2026-01-02"}).status_code == 403
+    )
+    assert (
+        client.post(
+            reverse("audit:export-download", kwargs={"export_id": export.public_id}), {"file": "csv"}
+        ).status_code
+        == 403
+    )
+    assert client.get(reverse("audit:export", kwargs={"export_id": export.public_id})).status_code == 403
+
+
+def test_another_clinics_export_is_404(clinic_a, clinic_b):
+    theirs = _build(clinic_b)
+    officer = clinic_a.client_as(OFFICER)
+    assert officer.get(reverse("audit:export", kwargs={"export_id": theirs.public_id})).status_code == 404
+    assert (
+        officer.post(
+            reverse("audit:export-download", kwargs={"export_id": theirs.public_id}), {"file": "csv"}
+        ).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"date_from": "2026-05-01", "date_to": "2026-04-01"},
+        {"date_from": "2000-01-01", "date_to": "2099-12-31"},
+        {"date_from": "2026-01-01", "date_to": "2026-01-02", "outcome": "maybe"},
+        {},
+    ],
+)
+def test_bad_export_requests_get_clear_errors(clinic_a, data):
+    response = clinic_a.client_as(OFFICER).post(reverse("audit:exports"), data)
+    assert response.status_code == 400
+    assert 'class="field-error"' in response.content.decode()
+    with tenant_scope(clinic_a.tenant):
+        assert not AuditExport.objects.exists()
+
+
+def test_filtered_exports_keep_the_chain_verifiable(clinic_a, tmp_path, key_file):
+    fill(clinic_a.tenant, 10, action="receipt.viewed")
+    fill(clinic_a.tenant, 4, action="statement.lookup")
+    fill(clinic_a.tenant, 3, action="receipt.viewed")
+    export = _build(clinic_a, Filters(action="statement.lookup"))
+    assert export.matched_events == 4
+    data = _jsonl(clinic_a, export)
+    kinds = [json.loads(line)["type"] for line in data.splitlines()]
+    assert kinds.count("event") == 4 and kinds.count("link") == 13
+    assert _verify(tmp_path, data, "--key-file", key_file)[0] == 0
+    with tenant_scope(clinic_a.tenant):
+        csv_text = export_read_all(export=export, kind="csv").decode()
+        pdf = export_read_all(export=export, kind="pdf")
+    assert csv_text.count("statement.lookup") == 4 and "receipt.viewed" not in csv_text
+    assert pdf.startswith(b"%PDF")
+
+
+def test_files_are_encrypted_at_rest(clinic_a):
+    events = fill(clinic_a.tenant, 5)
+    export = _build(clinic_a)
+    for kind in ("jsonl", "csv"):
+        raw = _file_path(export, kind).read_bytes()
+        assert events[0].hash.encode() not in raw and b"receipt.viewed" not in raw
+
+
+@pytest.fixture
+def export_bytes(clinic_a) -> bytes:
+    fill(clinic_a.tenant, 12)
+    checkpoint_sign(chain=AuditChain.objects.get(tenant=clinic_a.tenant))
+    fill(clinic_a.tenant, 3)
+    return _jsonl(clinic_a, _build(clinic_a))
+
+
+@hsettings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.floats(min_value=0, max_value=1, exclude_max=True), delta=st.integers(min_value=1, max_value=255))
+def test_changing_any_one_byte_fails_verification(export_bytes, tmp_path, key_file, position, delta):
+    data = bytearray(export_bytes)
+    index = int(position * len(data))
+    data[index] = (data[index] + delta) % 256
+    code, output = _verify(tmp_path, bytes(data), "--key-file", key_file)
+    assert code == 1, (index, output)
+    assert "TAMPERED" in output
+    # Without the key, only the seal's own signature bytes go unchecked
+    # (and the verifier says so); every other byte still fails.
+    footer_start = export_bytes.rstrip(b"\n").rfind(b"\n") + 1
+    if index < footer_start:
+        assert _verify(tmp_path, bytes(data))[0] == 1, index
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.3, 0.99])
+def test_a_truncated_export_fails_with_a_clear_message(export_bytes, tmp_path, keep):
+    code, output = _verify(tmp_path, export_bytes[: int(len(export_bytes) * keep)])
+    assert code == 1
+    assert "truncated" in output or "empty" in output or "footer" in output
+
+
+def test_a_rewritten_export_fails_only_the_signature_check(export_bytes, tmp_path, key_file):
+    """Someone who re-hashes the whole file still cannot forge the seal."""
+    import hashlib
+
+    lines = export_bytes.splitlines(keepends=True)
+    footer = json.loads(lines[-1])
+    body = b"".join(lines[:-1])
+    header = json.loads(lines[0])
+    header["tenant"] = "someone-else"
+    body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + b"".join(lines[1:-1])
+    footer["sha256"] = digest_text(hashlib.sha256(body).digest())
+    forged = body + json.dumps(footer, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    assert _verify(tmp_path, forged)[0] == 0  # without the key only the digest is checked...
+    code, output = _verify(tmp_path, forged, "--key-file", key_file)
+    assert code == 1 and "seal" in output
+
+
+def test_the_verifier_command_line(export_bytes, tmp_path, key_file):
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(export_bytes)
+
+    def run(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "audit.verify", *a], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+
+    ok = run(str(good), "--key-file", key_file)
+    assert ok.returncode == 0, ok.stderr
+    assert "intact" in ok.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(export_bytes.replace(b'"R-3"', b'"R-8"', 1))
+    broken = run(str(bad))
+    assert broken.returncode == 1 and "TAMPERED" in broken.stderr
+    missing = run(str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert run(str(good), "--require-signatures").returncode == 2
+
+
+def test_export_audit_command_writes_verifiable_files(clinic_a, tmp_path, key_file, capsys):
+    fill(clinic_a.tenant, 8)
+    today = datetime.now(tz=UTC).date()
+    out = tmp_path / "out"
+    call_command(
+        "export_audit",
+        "--tenant",
+        "alpha",
+        "--from",
+        today.isoformat(),
+        "--to",
+        (today + timedelta(days=1)).isoformat(),
+        "--out",
+        str(out),
+    )
+    captured = capsys.readouterr()
+    assert "9/9 events" in captured.err and "100.0%" in captured.err  # 8 + the export request itself
+    assert {p.name for p in out.iterdir()} == {"events.jsonl", "events.csv", "summary.pdf"}
+    assert _verify(tmp_path, (out / "events.jsonl").read_bytes(), "--key-file", key_file)[0] == 0
+    assert AuditEvent.objects.filter(action="audit.export_requested", details__via="cli").count() == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--tenant", "nope", "--from", "2026-01-01", "--to", "2026-01-02"], "no clinic"),
+        (["--tenant", "alpha", "--from", "01/01/2026", "--to", "2026-01-02"], "must be a date"),
+        (["--tenant", "alpha", "--from", "2026-02-01", "--to", "2026-01-02"], "after its start"),
+        (["--tenant", "alpha", "--from", "2000-01-01", "--to", "2090-01-02"], "at most"),
+    ],
+)
+def test_export_audit_command_rejects_bad_input(clinic_a, tmp_path, args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("export_audit", *args, "--out", str(tmp_path))
+
+
+def test_verify_audit_command(clinic_a, tamper, capsys):
+    fill(clinic_a.tenant, 6)
+    call_command("verify_audit", "--tenant", "alpha")
+    assert "intact" in capsys.readouterr().out
+    with tamper() as sql:
+        sql(
+            "UPDATE audit_auditevent SET action = 'auth.login' WHERE tenant_id = %s AND sequence = 2",
+            [clinic_a.tenant.pk],
+        )
+    with pytest.raises(CommandError) as caught:
+        call_command("verify_audit", "--tenant", "alpha")
+    assert caught.value.returncode == 1
+    assert "BROKEN at sequence 2" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="no clinic") as unknown:
+        call_command("verify_audit", "--tenant", "nope")
+    assert unknown.value.returncode == 2
+
+
+def test_export_request_service_queues_the_build(clinic_a, django_capture_on_commit_callbacks):
+    start, end = _range()
+    with django_capture_on_commit_callbacks(execute=True), tenant_scope(clinic_a.tenant):
+        export = export_request(
+            tenant=clinic_a.tenant,
+            actor=clinic_a.user(OFFICER),
+            actor_role=OFFICER,
+            date_from=start,
+            date_to=end,
+            filters=Filters(),
+        )
+    with tenant_scope(clinic_a.tenant):
+        export.refresh_from_db()
+    assert export.status == ExportStatus.READY
