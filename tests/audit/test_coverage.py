@@ -9,7 +9,9 @@ neither list fails test_every_action_is_accounted_for.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,9 +24,16 @@ from audit.models import AuditChain, AuditEvent, AuditExport
 from audit.services.archive import archive_month
 from audit.services.exports import export_build
 from audit.services.integrity import checkpoint_sign
+from billing.demo import DEMO_CLINICS, demo_seed
+from billing.models import CardCheckPolicy
+from billing.processor import set_processor_factory
+from billing.services.processor_accounts import processor_account_set
 from portal.tenancy.context import tenant_scope
 from security.models import Role
 from tests.audit.conftest import fill
+from tests.billing.fakes import FakeProcessor
+from tests.billing.webhook_events import intent_object, signed_event
+from tests.conftest import platform_client
 from tests.factories import PERSONA_PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -36,16 +45,6 @@ SCENARIOS: dict[str, Scenario] = {}
 
 # Actions whose scenario belongs to another area and is not written yet.
 NO_SCENARIO_YET: dict[str, str] = {
-    "statement.lookup_locked": "billing (lockout after repeated look-ups)",
-    "payment.attempted": "billing (needs the fake processor fixture)",
-    "payment.succeeded": "billing",
-    "payment.failed": "billing",
-    "payment.canceled": "billing",
-    "payment.flagged": "billing",
-    "payment.processor_unavailable": "billing",
-    "receipt.viewed": "billing",
-    "webhook.processed": "billing",
-    "demo.seeded": "billing (seed_demo)",
     "key.rotation_started": "security (issue 4)",
     "key.rotation_completed": "security (issue 4)",
     "key.rewrapped": "security (issue 4)",
@@ -183,6 +182,124 @@ def _archived(clinic, archive) -> None:
     with time_machine.travel(datetime(2025, 1, 10, tzinfo=UTC)):
         fill(clinic.tenant, 2, target_type="old")
     archive_month(chain=AuditChain.objects.get(tenant=clinic.tenant), period="2025-01", client=archive)
+
+
+# --- Billing: guests paying, the processor telling us -------------------------------
+
+
+@contextmanager
+def _processor(**behaviour):
+    fake = FakeProcessor(**behaviour)
+    set_processor_factory(lambda tenant, account: fake)
+    try:
+        yield fake
+    finally:
+        set_processor_factory(None)
+
+
+def _look_up(clinic, client=None, **extra):
+    client = client or clinic.client()
+    dob = clinic.patient.date_of_birth.isoformat()
+    return client, client.post("/", {"statement_number": clinic.statement.number, "date_of_birth": dob}, **extra)
+
+
+def _pay(clinic, fake, amount="125.00"):
+    """Look up, load the card form, tokenize (as Stripe.js would) and submit."""
+    client, response = _look_up(clinic)
+    page = client.get(response["Location"]).content.decode()
+    config = json.loads(page.split('id="checkout-config" type="application/json">', 1)[1].split("</script>", 1)[0])
+    fake.complete_setup(config["setupIntentId"])
+    body = client.post(config["submitUrl"], {"amount": amount, "setup_intent_id": config["setupIntentId"]}).json()
+    return client, body
+
+
+def _set_policy(clinic, policy):
+    account = clinic.processor_account
+    with tenant_scope(clinic.tenant):
+        processor_account_set(
+            tenant=clinic.tenant,
+            publishable_key=account.publishable_key,
+            secret_key=account.secret_key,
+            webhook_secret=account.webhook_secret,
+            card_check_policy=policy,
+        )
+
+
+@scenario("statement.lookup_locked")
+def _lookup_locked(clinic) -> None:
+    client = clinic.client()
+    for _ in range(10):
+        client.post("/", {"statement_number": clinic.statement.number, "date_of_birth": "1900-01-01"})
+    _, response = _look_up(clinic, client)
+    assert response.status_code == 429
+
+
+@scenario("payment.attempted")
+def _attempted(clinic) -> None:
+    with _processor() as fake:
+        _pay(clinic, fake)
+
+
+@scenario("payment.succeeded")
+def _succeeded(clinic) -> None:
+    with _processor() as fake:
+        assert _pay(clinic, fake)[1]["state"] == "succeeded"
+
+
+@scenario("payment.failed")
+def _failed(clinic) -> None:
+    with _processor(create_outcome="decline") as fake:
+        assert _pay(clinic, fake)[1]["state"] == "failed"
+
+
+@scenario("payment.canceled")
+def _canceled(clinic) -> None:
+    _set_policy(clinic, CardCheckPolicy.REFUSE)
+    with _processor(cvc_check="fail") as fake:
+        assert _pay(clinic, fake)[1]["state"] == "failed"
+
+
+@scenario("payment.flagged")
+def _flagged(clinic) -> None:
+    _set_policy(clinic, CardCheckPolicy.FLAG)
+    with _processor(postal_check="fail") as fake:
+        assert _pay(clinic, fake)[1]["state"] == "succeeded"
+
+
+@scenario("payment.processor_unavailable")
+def _unavailable(clinic) -> None:
+    with _processor(create_outcome="unavailable") as fake:
+        assert _pay(clinic, fake)[1]["state"] == "unavailable"
+
+
+@scenario("receipt.viewed")
+def _receipt(clinic) -> None:
+    with _processor() as fake:
+        client, body = _pay(clinic, fake)
+    assert client.get(body["resultUrl"]).status_code == 200
+
+
+@scenario("webhook.processed")
+def _webhook(clinic) -> None:
+    payload, signature = signed_event(
+        secret=clinic.webhook_secret,
+        event_id="evt_coverage",
+        event_type="payment_intent.succeeded",
+        obj=intent_object("pi_elsewhere", status="succeeded", amount=100, metadata={}),
+    )
+    with _processor():
+        response = platform_client().post(
+            f"/webhooks/stripe/{clinic.tenant.public_id}/",
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+    assert response.json() == {"outcome": "ignored"}
+
+
+@scenario("demo.seeded")
+def _seeded(clinic) -> None:
+    demo_seed(clinics=DEMO_CLINICS[:1])
 
 
 def test_every_action_is_accounted_for():
