@@ -16,7 +16,7 @@ def client_ip(request: HttpRequest) -> str:
     the right. Entries further left were written by the client and are ignored:
     forging the header cannot change the address used for lockout.
     """
-    remote = request.META.get("REMOTE_ADDR", "") or "0.0.0.0"
+    remote = request.META.get("REMOTE_ADDR", "") or "0.0.0.0"  # noqa: S104 - a placeholder address, nothing binds to it # nosec B104
     hops = settings.SETTLE_TRUSTED_PROXY_COUNT
     if hops <= 0:
         return remote

@@ -14,7 +14,7 @@ Development and test tool only; never imported by the portal itself.
 from __future__ import annotations
 
 import argparse
-import pickle
+import pickle  # development tool: only its own store file is unpickled # nosec B403
 from pathlib import Path
 
 
@@ -25,7 +25,7 @@ def _use_store_file(path: Path | None) -> None:
         if path is not None and path.exists():
             with path.open("rb") as handle:
                 self.clear()
-                self.update(pickle.load(handle))  # noqa: S301 - our own file, written below
+                self.update(pickle.load(handle))  # noqa: S301 - our own file, written below # nosec B301
 
     def dump(self: dict) -> None:  # type: ignore[type-arg]
         if path is not None:

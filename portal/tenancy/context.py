@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -79,10 +80,10 @@ def _enter(scope: Scope) -> Iterator[Scope]:
     finally:
         _active_scope.reset(token)
         previous = _active_scope.get()
-        try:
+        # The connection may be gone; a new one starts clean (and picks up
+        # the active scope in _restore_on_new_connection).
+        with contextlib.suppress(Exception):
             _write_rls_setting(previous.setting_value if previous else "")
-        except Exception:  # noqa: BLE001 - the connection may be gone; it starts clean next time
-            pass
 
 
 @contextmanager

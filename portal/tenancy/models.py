@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models
 
 from portal.tenancy.context import TenantScopeError, active_scope
 
+_M = TypeVar("_M", bound=models.Model)
 
-class TenantScopedQuerySet(models.QuerySet):  # type: ignore[type-arg]
+
+class TenantScopedQuerySet(models.QuerySet[_M]):
     pass
 
 
-class TenantScopedManager(models.Manager):  # type: ignore[type-arg]
+class TenantScopedManager(models.Manager[_M]):
     """Default manager of tenant-owned models: fails closed outside a scope."""
 
-    def get_queryset(self) -> models.QuerySet:  # type: ignore[type-arg]
+    def get_queryset(self) -> models.QuerySet[_M]:
         scope = active_scope()
         if scope is None:
             raise TenantScopeError(
                 f"{self.model._meta.label} queried outside a tenant scope; "
                 "wrap the code in tenant_scope(tenant) or platform_scope()"
             )
-        queryset = TenantScopedQuerySet(self.model, using=self._db)
+        queryset: TenantScopedQuerySet[_M] = TenantScopedQuerySet(self.model, using=self._db)
         if scope.tenant is None:
             return queryset
         return queryset.filter(tenant_id=scope.tenant.pk)
