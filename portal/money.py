@@ -57,7 +57,8 @@ class Money:
         symbol = CURRENCY_SYMBOLS.get(currency, "").strip()
         if symbol and cleaned.startswith(symbol):
             cleaned = cleaned[len(symbol) :].strip()
-        if not cleaned or not all(ch.isdigit() or ch == "." for ch in cleaned) or cleaned.count(".") > 1:
+        # ASCII digits only: str.isdigit() would also accept other scripts' digits.
+        if not cleaned or not all(ch in "0123456789." for ch in cleaned) or cleaned.count(".") > 1:
             raise MoneyParseError("Enter an amount such as 25.00.")
         exponent = CURRENCY_EXPONENTS[currency]
         try:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
 from zoneinfo import ZoneInfo
 
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.shortcuts import render
+from django.utils import timezone
 
 from portal.tenancy.context import tenant_scope
 from portal.tenancy.resolution import resolve_host

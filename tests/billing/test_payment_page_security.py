@@ -42,7 +42,7 @@ def test_payment_page_runs_only_inventoried_scripts(make_bill, fake_processor, s
     html = checkout.client.get(checkout.pay_url).content.decode()
     # The inventory in docs/payment-page-scripts.md: Stripe.js and checkout.js.
     assert set(_SCRIPT_SRC.findall(html)) == {settings.STRIPE_JS_URL, static("billing/checkout.js")}
-    inline = [attrs for attrs in _INLINE_SCRIPT.findall(html)]
+    inline = list(_INLINE_SCRIPT.findall(html))
     assert inline == [' id="checkout-config" type="application/json"']  # data, never executed
 
 
