@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
 from portal.models import Tenant
@@ -27,7 +28,7 @@ def branding_css(request: HttpRequest) -> HttpResponse:
 
 @public_view(host=TENANT_HOST)
 @require_GET
-def branding_logo(request: HttpRequest) -> HttpResponse:
+def branding_logo(request: HttpRequest) -> HttpResponseBase:
     tenant: Tenant = request.tenant  # type: ignore[attr-defined]
     if not tenant.logo:
         raise Http404

@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 
 from security.models import Membership, Role
 
-ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponse])
+ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponseBase])
 
 # Permission name -> what it allows. Names are stable identifiers.
 PERMISSIONS: dict[str, str] = {
@@ -52,7 +53,7 @@ def public_view(*, host: str) -> Callable[[ViewFunc], ViewFunc]:
 
     def decorator(view: ViewFunc) -> ViewFunc:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             _check_host(request, host)
             return view(request, *args, **kwargs)
 
@@ -78,7 +79,7 @@ def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
 
     def decorator(view: ViewFunc) -> ViewFunc:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             _check_host(request, TENANT_HOST)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())

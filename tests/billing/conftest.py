@@ -37,7 +37,7 @@ class Bill:
     statement: Statement
     webhook_secret: str
 
-    def client(self, **extra: str) -> Client:
+    def client(self, **extra: Any) -> Client:
         return Client(HTTP_HOST=f"{self.tenant.slug}.localhost", **extra)
 
 

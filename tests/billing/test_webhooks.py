@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -35,7 +36,7 @@ def _processing_payment(bill, fake_processor) -> Payment:
 
 
 def _post(bill, payload: bytes, signature: str | None):
-    headers = {"HTTP_STRIPE_SIGNATURE": signature} if signature is not None else {}
+    headers: dict[str, Any] = {"HTTP_STRIPE_SIGNATURE": signature} if signature is not None else {}
     return _platform().post(_url(bill), data=payload, content_type="application/json", **headers)
 
 
