@@ -57,7 +57,9 @@ def main() -> None:
             def plaintext() -> None:
                 for _ in range(n):
                     stored = plain.get_db_prep_save(value, connection)
-                    plain.from_db_value(stored, None, connection) if hasattr(plain, "from_db_value") else plain.to_python(stored)
+                    plain.from_db_value(stored, None, connection) if hasattr(
+                        plain, "from_db_value"
+                    ) else plain.to_python(stored)
 
             def encrypted() -> None:
                 for _ in range(n):

@@ -28,12 +28,13 @@ from audit.recorder import audit_record
 from billing.models import CardCheckPolicy, Patient, ProcessorAccount, Statement
 from billing.services.ledger import statement_balance
 from billing.services.processor_accounts import processor_account_set
-from billing.services.statements import normalize_statement_number, patient_create, statement_issue
+from billing.services.statements import patient_create, statement_issue
 from portal.models import Tenant
 from portal.money import Money
 from portal.services import tenant_create
 from portal.tenancy.context import platform_scope, tenant_scope
 from portal.tenancy.resolution import tenant_base_url
+from security.crypto.fields import blind_index_filter
 from security.models import Membership, Role, User
 
 # Development only: printed by seed_demo and make run. 16 characters with
@@ -347,7 +348,14 @@ def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, resul
                 result._count("memberships")
 
         for patient_spec in spec.patients:
-            patient = Patient.objects.filter(account_number=patient_spec.account_number).first()
+            patient = Patient.objects.filter(
+                blind_index_filter(
+                    tenant_id=tenant.pk,
+                    model=Patient,
+                    field_name="account_number_index",
+                    values=[patient_spec.account_number],
+                )
+            ).first()
             if patient is None:
                 patient = patient_create(
                     tenant=tenant,
@@ -360,8 +368,11 @@ def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, resul
                 )
                 result._count("patients")
             for statement_spec in patient_spec.statements:
-                lookup_key = normalize_statement_number(statement_spec.number)
-                statement = Statement.objects.filter(lookup_key=lookup_key).first()
+                statement = Statement.objects.filter(
+                    blind_index_filter(
+                        tenant_id=tenant.pk, model=Statement, field_name="number_index", values=[statement_spec.number]
+                    )
+                ).first()
                 if statement is None:
                     issued = today - datetime.timedelta(days=statement_spec.issued_days_ago)
                     statement = statement_issue(

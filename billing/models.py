@@ -8,27 +8,43 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.core.validators import EmailValidator
 from django.db import models
 from django.db.models import Q
 
 from portal.money import CURRENCY_CHOICES, Money
 from portal.tenancy.models import TenantOwnedModel
+from security.crypto.fields import BlindIndexField, EncryptedDateField, EncryptedTextField
+from security.crypto.models import KeyPurpose
 
 
 class Patient(TenantOwnedModel):
+    """A clinic's patient. Every identifying field is PHI, encrypted at rest
+    (security.crypto.fields), and found through keyed blind indexes."""
+
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     # The clinic's own account / MRN reference.
-    account_number = models.CharField(max_length=40)
-    first_name = models.CharField(max_length=100)
-    last_name = models.CharField(max_length=100)
-    date_of_birth = models.DateField()
-    email = models.EmailField(blank=True)
-    phone = models.CharField(max_length=32, blank=True)
+    account_number = EncryptedTextField(max_length=40)
+    first_name = EncryptedTextField(max_length=100)
+    last_name = EncryptedTextField(max_length=100)
+    date_of_birth = EncryptedDateField()
+    email = EncryptedTextField(max_length=254, blank=True, validators=[EmailValidator()])
+    phone = EncryptedTextField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Blind indexes (exact look-ups; normalised: case, spaces, date and phone formats).
+    account_number_index = BlindIndexField(sources=("account_number",), normalizers=("exact",))
+    name_dob_index = BlindIndexField(sources=("last_name", "date_of_birth"), normalizers=("text", "date"))
+    last_name_index = BlindIndexField(sources=("last_name",), normalizers=("text",))
+    email_index = BlindIndexField(sources=("email",), normalizers=("email",))
+    phone_index = BlindIndexField(sources=("phone",), normalizers=("phone",))
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "account_number"], name="patient_account_unique_per_tenant")
+            models.UniqueConstraint(
+                fields=["tenant", "account_number_index"],
+                condition=~Q(account_number_index=""),
+                name="patient_account_unique_per_tenant",
+            )
         ]
 
     def __str__(self) -> str:
@@ -42,23 +58,28 @@ class Patient(TenantOwnedModel):
 class Statement(TenantOwnedModel):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="statements")
-    # As printed on the statement (upper case), e.g. "DC-100234".
-    number = models.CharField(max_length=32)
-    # `number` normalised for look-ups: no spaces, dashes, slashes or dots
-    # (billing.services.statements.normalize_statement_number).
-    lookup_key = models.CharField(max_length=32)
+    # As printed on the statement (upper case), e.g. "DC-100234". An identifier
+    # printed on paper: encrypted, and looked up through `number_index`.
+    number = EncryptedTextField(max_length=32)
+    # Keyed blind index of `number` normalised for look-ups: no spaces, dashes,
+    # slashes or dots (billing.services.statements.normalize_statement_number).
+    number_index = BlindIndexField(sources=("number",), normalizers=("statement_number",))
     statement_date = models.DateField()
     due_date = models.DateField()
     # What the statement said was due when issued; the live balance is the ledger's.
     amount_due_minor = models.PositiveIntegerField()
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     # Description of the care billed: PHI.
-    summary = models.TextField(blank=True)
+    summary = EncryptedTextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "lookup_key"], name="statement_number_unique_per_tenant")
+            models.UniqueConstraint(
+                fields=["tenant", "number_index"],
+                condition=~Q(number_index=""),
+                name="statement_number_unique_per_tenant",
+            )
         ]
 
     def __str__(self) -> str:
@@ -147,11 +168,17 @@ class CardCheckPolicy(models.TextChoices):
 
 
 class ProcessorAccount(TenantOwnedModel):
-    """A clinic's Stripe account settings. One per tenant."""
+    """A clinic's Stripe account settings. One per tenant.
 
+    The secret key and webhook signing secret are tenant secrets, encrypted
+    with the tenant's "secret" data key; the publishable key is public.
+    """
+
+    # Binds the encrypted secrets to this row (associated data).
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     publishable_key = models.CharField(max_length=255)
-    secret_key = models.CharField(max_length=255)
-    webhook_secret = models.CharField(max_length=255)
+    secret_key = EncryptedTextField(max_length=255, purpose=KeyPurpose.SECRET)
+    webhook_secret = EncryptedTextField(max_length=255, purpose=KeyPurpose.SECRET)
     # What a failed CVC or postal-code check does.
     card_check_policy = models.CharField(
         max_length=16, choices=CardCheckPolicy.choices, default=CardCheckPolicy.FLAG

@@ -219,6 +219,34 @@ def _origin(url: str) -> str:
 _stripe_js_origin = _origin(STRIPE_JS_URL)
 _stripe_api_origin = _origin(STRIPE_API_BASE) if STRIPE_API_BASE else "https://api.stripe.com"
 
+# --- PHI encryption keys (security.crypto) -------------------------------------------
+# Data keys are per tenant and purpose, wrapped by a key provider:
+# "local" (a master key from SETTLE_MASTER_KEY or SETTLE_MASTER_KEY_FILE; base64 or
+# hex of 32 bytes) or "aws-kms" (SETTLE_KMS_KEY_ID, SETTLE_KMS_REGION and, for
+# moto or a VPC endpoint, SETTLE_KMS_ENDPOINT_URL). Outside production the local
+# provider generates a key file under VAR_DIR on first use; production refuses
+# to start without a key it did not generate itself.
+SETTLE_KEY_PROVIDER = env_choice("SETTLE_KEY_PROVIDER", ("local", "aws-kms"), "local")
+SETTLE_MASTER_KEY = env_secret("SETTLE_MASTER_KEY") or None
+# Earlier master keys, still able to unwrap until `manage.py rewrap_keys` has run.
+SETTLE_MASTER_KEY_PREVIOUS = env_list("SETTLE_MASTER_KEY_PREVIOUS")
+SETTLE_KMS_KEY_ID = env_str("SETTLE_KMS_KEY_ID", "") or ""
+SETTLE_KMS_REGION = env_str("SETTLE_KMS_REGION") or env_str("AWS_REGION") or None
+SETTLE_KMS_ENDPOINT_URL = env_str("SETTLE_KMS_ENDPOINT_URL") or None
+# Plaintext data keys stay in memory at most this long (capped at 300) and this many uses.
+SETTLE_DATA_KEY_CACHE_SECONDS = env_int("SETTLE_DATA_KEY_CACHE_SECONDS", 300, minimum=0)
+SETTLE_DATA_KEY_CACHE_MAX_USES = env_int("SETTLE_DATA_KEY_CACHE_MAX_USES", 100_000, minimum=1)
+# How long a process trusts its idea of which key version is active; a rotation
+# waits this long before checking that nothing uses the old version.
+SETTLE_ACTIVE_KEY_CACHE_SECONDS = env_int("SETTLE_ACTIVE_KEY_CACHE_SECONDS", 30, minimum=0)
+if PRODUCTION and SETTLE_KEY_PROVIDER == "local":
+    if not SETTLE_MASTER_KEY:
+        raise ImproperlyConfigured("SETTLE_MASTER_KEY or SETTLE_MASTER_KEY_FILE must be set in production")
+    if SETTLE_MASTER_KEY.lstrip().startswith("# settle: generated"):
+        raise ImproperlyConfigured("SETTLE_MASTER_KEY_FILE names a development key Settle generated; provision a real one")
+if PRODUCTION and SETTLE_KEY_PROVIDER == "aws-kms" and not SETTLE_KMS_KEY_ID:
+    raise ImproperlyConfigured("SETTLE_KMS_KEY_ID must be set in production when SETTLE_KEY_PROVIDER=aws-kms")
+
 # --- Content security policy ------------------------------------------------------
 # Scripts only from ourselves (with a per-response nonce) and the processor's
 # script host. docs/payment-page-scripts.md is the inventory (PCI DSS 6.4.3).

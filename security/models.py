@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -48,7 +48,7 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
 
     def __str__(self) -> str:
         return self.email
@@ -93,3 +93,8 @@ class LockoutCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key[:12]}… {self.failures}"
+
+
+# Data keys and rotations live in security.crypto; imported here so Django
+# registers them with the security app.
+from security.crypto.models import DataKey, KeyRotation  # noqa: E402, F401

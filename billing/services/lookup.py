@@ -20,6 +20,7 @@ from billing.models import Statement
 from billing.services.statements import normalize_statement_number
 from portal.models import Tenant
 from security import lockout, ratelimit
+from security.crypto.fields import blind_index_filter
 
 # Look-ups per IP per minute before we slow down, independent of lockout.
 LOOKUP_RATE_PER_MINUTE = 20
@@ -78,8 +79,11 @@ def statement_lookup(
             )
         raise LookupLocked
 
+    # Through the keyed blind index of the normalised number (the number itself is encrypted).
     statement = (
-        Statement.objects.select_related("patient").filter(tenant=tenant, lookup_key=normalized).first()
+        Statement.objects.select_related("patient")
+        .filter(blind_index_filter(tenant_id=tenant.pk, model=Statement, field_name="number_index", values=[number]))
+        .first()
         if normalized
         else None
     )

@@ -64,8 +64,8 @@ def statement_issue(
         statement = Statement(
             tenant=tenant,
             patient=patient,
+            # number_index (the blind index of the number) is computed on save.
             number=number.strip().upper(),
-            lookup_key=normalize_statement_number(number),
             statement_date=statement_date,
             due_date=due_date,
             amount_due_minor=amount_due_minor,
@@ -81,6 +81,9 @@ def statement_issue(
             kind=EntryKind.CHARGE,
             amount_minor=amount_due_minor,
             currency=tenant.currency,
-            memo=f"Statement {statement.number}",
+            # Not the number: memos are stored in clear, and the number is PHI-adjacent
+            # (it opens the statement with a date of birth). The ledger shows the
+            # statement's number beside the memo.
+            memo="Statement issued",
         )
     return statement

@@ -1,0 +1,241 @@
+"""AES-256-GCM field encryption and keyed blind indexes.
+
+Ciphertext format (text, safe in any column):
+
+    s1:<tenant id>:<purpose>:<key version>:<binding>:<payload>
+
+- s1: the format version.
+- tenant id, purpose, key version: which data key sealed it.
+- binding: 12 hex digits of SHA-256 over (model, field, row id). Not secret
+  (all three are known to whoever reads the row); it lets a failure say
+  "sealed for another row" instead of only "does not decrypt".
+- payload: url-safe base64 (no padding) of nonce (12 random bytes) ||
+  ciphertext || GCM tag (16 bytes).
+
+Associated data binds the header and the place the value lives: format,
+tenant, purpose, version, model label, field name and row id. A ciphertext
+copied to another row, field or tenant, or with any byte changed, fails
+authentication: the error types in security.crypto.errors say which.
+
+Blind index format: b<version>:<url-safe base64 of HMAC-SHA256[:16]>, keyed by
+a per-tenant "index" data key and the index's own name, over a normalised
+value (security.crypto.normalize).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import os
+import threading
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from security.crypto import keyring
+from security.crypto.errors import (
+    MalformedCiphertextError,
+    TamperedCiphertextError,
+    WrongRowError,
+    WrongTenantError,
+)
+from security.crypto.models import KeyPurpose
+
+FORMAT = "s1"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+INDEX_BYTES = 16
+_PURPOSES = frozenset(KeyPurpose.values)
+
+
+class _NonceSource:
+    """Random 96-bit GCM nonces, read from the OS in blocks.
+
+    One getrandom() per nonce costs more than the encryption itself. The
+    block is per process: it is dropped in a forked child (and checked by
+    pid), so a parent and its workers never hand out the same bytes.
+    """
+
+    _BLOCK = _NONCE_BYTES * 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            if self._offset + _NONCE_BYTES > len(self._buffer):
+                self._buffer = os.urandom(self._BLOCK)
+                self._offset = 0
+            nonce = self._buffer[self._offset : self._offset + _NONCE_BYTES]
+            self._offset += _NONCE_BYTES
+            return nonce
+
+
+_nonces = _NonceSource()
+
+
+@functools.lru_cache(maxsize=65_536)
+def _fingerprint(model_label: str, field_name: str, row_id: str) -> str:
+    # Not secret (all three are known to whoever reads the row); cached because
+    # a list page asks for the same rows' fingerprints over and over.
+    text = f"{model_label}\x00{field_name}\x00{row_id}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where a value lives: the associated data of its ciphertext."""
+
+    tenant_id: int
+    model_label: str  # e.g. "billing.Patient"
+    field_name: str
+    row_id: str  # the row's stable public id
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.model_label, self.field_name, self.row_id)
+
+    def associated_data(self, *, purpose: str, version: int) -> bytes:
+        return "\x00".join(
+            (
+                f"settle:{FORMAT}",
+                str(self.tenant_id),
+                purpose,
+                str(version),
+                self.model_label,
+                self.field_name,
+                self.row_id,
+            )
+        ).encode()
+
+
+@dataclass(frozen=True)
+class Header:
+    tenant_id: int
+    purpose: str
+    version: int
+    binding: str
+    payload: str
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def parse(token: str) -> Header:
+    """Split a ciphertext into its header fields; MalformedCiphertextError if it is not one."""
+    parts = token.split(":") if isinstance(token, str) else []
+    if len(parts) != 6 or parts[0] != FORMAT:
+        raise MalformedCiphertextError("value is not a Settle ciphertext (format s1)")
+    _, tenant, purpose, version, binding, payload = parts
+    if not tenant.isdigit() or not version.isdigit() or purpose not in _PURPOSES or len(binding) != 12:
+        raise MalformedCiphertextError("ciphertext header is malformed")
+    return Header(tenant_id=int(tenant), purpose=purpose, version=int(version), binding=binding, payload=payload)
+
+
+def key_prefix(*, tenant_id: int, purpose: str, version: int) -> str:
+    """The start of every ciphertext sealed with one data key version (for rotation queries)."""
+    return f"{FORMAT}:{tenant_id}:{purpose}:{version}:"
+
+
+def seal(plaintext: bytes, *, binding: Binding, purpose: str) -> str:
+    """Encrypt `plaintext` for `binding` with the tenant's active data key of `purpose`."""
+    version, aead = keyring.encryption_aead(tenant_id=binding.tenant_id, purpose=purpose)
+    return _seal(plaintext, binding=binding, purpose=purpose, version=version, aead=aead)
+
+
+def seal_with(plaintext: bytes, *, binding: Binding, purpose: str, version: int, key: bytes) -> str:
+    """Seal with an explicit key version (tests, and tools that must name the version)."""
+    return _seal(plaintext, binding=binding, purpose=purpose, version=version, aead=AESGCM(key))
+
+
+def _seal(plaintext: bytes, *, binding: Binding, purpose: str, version: int, aead: AESGCM) -> str:
+    nonce = _nonces.take()
+    sealed = aead.encrypt(nonce, plaintext, binding.associated_data(purpose=purpose, version=version))
+    return f"{key_prefix(tenant_id=binding.tenant_id, purpose=purpose, version=version)}{binding.fingerprint()}:{_b64encode(nonce + sealed)}"
+
+
+def open_(token: str, *, binding: Binding, purpose: str) -> bytes:
+    """Decrypt a ciphertext read from `binding`. Raises a DecryptionError subclass, never returns garbage.
+
+    WrongTenantError: sealed for another tenant. WrongRowError: for another
+    row, model, field or purpose. TamperedCiphertextError: altered.
+    UnknownDataKeyError: names a key version the tenant lacks.
+    KeyUnavailableError: the key exists but cannot be unwrapped now.
+    """
+    header = parse(token)
+    if header.tenant_id != binding.tenant_id:
+        raise WrongTenantError(f"{binding.model_label}.{binding.field_name}: ciphertext belongs to another tenant")
+    if header.purpose != purpose or not hmac.compare_digest(header.binding, binding.fingerprint()):
+        raise WrongRowError(
+            f"{binding.model_label}.{binding.field_name}: ciphertext was sealed for another row or field"
+        )
+    try:
+        data = _b64decode(header.payload)
+    except (binascii.Error, ValueError):
+        raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: payload is not base64") from None
+    if len(data) < _NONCE_BYTES + _TAG_BYTES:
+        raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: ciphertext is truncated")
+    aead = keyring.decryption_aead(tenant_id=binding.tenant_id, purpose=purpose, version=header.version)
+    try:
+        return aead.decrypt(
+            data[:_NONCE_BYTES], data[_NONCE_BYTES:], binding.associated_data(purpose=purpose, version=header.version)
+        )
+    except InvalidTag:
+        raise TamperedCiphertextError(
+            f"{binding.model_label}.{binding.field_name}: ciphertext failed authentication (altered)"
+        ) from None
+
+
+# --- Blind indexes -----------------------------------------------------------------------
+
+
+def _index_digest(key: bytes, *, index_name: str, normalized: str) -> str:
+    # A subkey per index, so equal values in two indexes do not match.
+    subkey = hmac.new(key, b"settle-blind-index\x00" + index_name.encode(), hashlib.sha256).digest()
+    digest = hmac.new(subkey, normalized.encode(), hashlib.sha256).digest()[:INDEX_BYTES]
+    return _b64encode(digest)
+
+
+def blind_index(*, tenant_id: int, index_name: str, normalized: str) -> str:
+    """The index value of an already-normalised value under the tenant's active index key."""
+    version, key = keyring.encryption_key(tenant_id=tenant_id, purpose=KeyPurpose.INDEX)
+    return f"b{version}:{_index_digest(key, index_name=index_name, normalized=normalized)}"
+
+
+def blind_index_candidates(*, tenant_id: int, index_name: str, normalized: str) -> list[str]:
+    """Index values under every live index key version (a rotation may be half done)."""
+    versions = keyring.live_versions(tenant_id=tenant_id, purpose=KeyPurpose.INDEX)
+    if not versions:
+        # No index key yet: nothing was ever indexed. Create v1 so look-ups
+        # and writes agree from here on.
+        return [blind_index(tenant_id=tenant_id, index_name=index_name, normalized=normalized)]
+    values = []
+    for version in versions:
+        key = keyring.decryption_key(tenant_id=tenant_id, purpose=KeyPurpose.INDEX, version=version)
+        values.append(f"b{version}:{_index_digest(key, index_name=index_name, normalized=normalized)}")
+    return values
+
+
+def index_version(value: str) -> int | None:
+    if not value or not value.startswith("b") or ":" not in value:
+        return None
+    head = value[1:].split(":", 1)[0]
+    return int(head) if head.isdigit() else None

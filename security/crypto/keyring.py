@@ -1,0 +1,373 @@
+"""Data keys in memory: which version is active, and the plaintext keys.
+
+The keyring is the only place a plaintext data key lives. It is
+
+- bounded: a key leaves the cache after SETTLE_DATA_KEY_CACHE_SECONDS (at most
+  300, whatever the setting says) or SETTLE_DATA_KEY_CACHE_MAX_USES uses,
+  whichever comes first, and is unwrapped again on next use;
+- per tenant: entries are filed under the tenant id, looked up only with it,
+  and a tenant's entries can be dropped on their own (incident response);
+- never logged: key material sits in _KeyMaterial, whose repr is redacted.
+
+A data key created inside a transaction is not cached until that transaction
+commits: if it rolled back, a cached key would name a version that does not
+exist, and values sealed with it could never be opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+
+from security.crypto.errors import KeyUnavailableError, UnknownDataKeyError
+from security.crypto.models import DataKey, DataKeyState, KeyPurpose
+from security.crypto.providers import get_provider
+
+MAX_CACHE_SECONDS = 300  # SECURITY.md: data keys cached in memory at most 5 minutes
+DEFAULT_MAX_USES = 100_000
+DEFAULT_ACTIVE_VERSION_SECONDS = 30
+
+
+def encryption_context(*, tenant_id: int, purpose: str, version: int) -> dict[str, str]:
+    """The KMS encryption context of one data key: names tenant, purpose and version."""
+    return {"settle:tenant": str(tenant_id), "settle:purpose": str(purpose), "settle:version": str(version)}
+
+
+class _KeyMaterial:
+    """32 bytes of plaintext key. Redacted in every repr and str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = bytearray(value)
+
+    def bytes(self) -> bytes:
+        return bytes(self._value)
+
+    def wipe(self) -> None:
+        # Best effort: Python may hold other copies, but not through us.
+        for index in range(len(self._value)):
+            self._value[index] = 0
+
+    def __repr__(self) -> str:
+        return "<data key redacted>"
+
+    __str__ = __repr__
+
+
+@dataclass
+class _Entry:
+    material: _KeyMaterial
+    # The cipher object for the key, built once: constructing one costs as much
+    # as a decryption. It holds the key too, so it lives and dies with the entry.
+    aead: AESGCM
+    loaded_at: float
+    uses: int = 0
+
+    def __repr__(self) -> str:
+        return f"<cached data key, {self.uses} uses>"
+
+
+class DataKeyCache:
+    """Plaintext data keys by tenant, then (purpose, version). Thread-safe."""
+
+    def __init__(self, *, max_age_seconds: float = MAX_CACHE_SECONDS, max_uses: int = DEFAULT_MAX_USES) -> None:
+        self.max_age_seconds = min(float(max_age_seconds), float(MAX_CACHE_SECONDS))
+        self.max_uses = max(1, int(max_uses))
+        self._by_tenant: dict[int, dict[tuple[str, int], _Entry]] = {}
+        self._lock = threading.Lock()
+
+    def _use(self, tenant_id: int, purpose: str, version: int) -> _Entry | None:
+        # Caller holds the lock. Counts one use; evicts an entry too old or used up.
+        entries = self._by_tenant.get(tenant_id)
+        entry = entries.get((purpose, version)) if entries else None
+        if entry is None or entries is None:
+            return None
+        age = time.time() - entry.loaded_at
+        if age >= self.max_age_seconds or age < 0 or entry.uses >= self.max_uses:
+            entry.material.wipe()
+            del entries[(purpose, version)]
+            return None
+        entry.uses += 1
+        return entry
+
+    def get(self, *, tenant_id: int, purpose: str, version: int) -> bytes | None:
+        """The key, counting one use; None when absent, too old or used up."""
+        with self._lock:
+            entry = self._use(tenant_id, purpose, version)
+            return entry.material.bytes() if entry is not None else None
+
+    def get_aead(self, *, tenant_id: int, purpose: str, version: int) -> AESGCM | None:
+        """The key's AES-GCM cipher object, counting one use; None as for get()."""
+        with self._lock:
+            entry = self._use(tenant_id, purpose, version)
+            return entry.aead if entry is not None else None
+
+    def put(self, *, tenant_id: int, purpose: str, version: int, key: bytes) -> None:
+        with self._lock:
+            entries = self._by_tenant.setdefault(tenant_id, {})
+            old = entries.get((purpose, version))
+            if old is not None:
+                old.material.wipe()
+            entries[(purpose, version)] = _Entry(material=_KeyMaterial(key), aead=AESGCM(key), loaded_at=time.time())
+
+    def forget_tenant(self, tenant_id: int) -> None:
+        with self._lock:
+            for entry in self._by_tenant.pop(tenant_id, {}).values():
+                entry.material.wipe()
+
+    def clear(self) -> None:
+        with self._lock:
+            for entries in self._by_tenant.values():
+                for entry in entries.values():
+                    entry.material.wipe()
+            self._by_tenant.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(entries) for entries in self._by_tenant.values())
+
+    def __repr__(self) -> str:
+        return f"DataKeyCache(entries={len(self)}, max_age={self.max_age_seconds}s, max_uses={self.max_uses})"
+
+
+def _cache_settings() -> tuple[float, int]:
+    seconds = float(getattr(settings, "SETTLE_DATA_KEY_CACHE_SECONDS", MAX_CACHE_SECONDS))
+    uses = int(getattr(settings, "SETTLE_DATA_KEY_CACHE_MAX_USES", DEFAULT_MAX_USES))
+    return min(seconds, MAX_CACHE_SECONDS), uses
+
+
+def _active_version_seconds() -> float:
+    value = float(getattr(settings, "SETTLE_ACTIVE_KEY_CACHE_SECONDS", DEFAULT_ACTIVE_VERSION_SECONDS))
+    return min(max(value, 0.0), float(MAX_CACHE_SECONDS))
+
+
+_seconds, _uses = _cache_settings()
+key_cache = DataKeyCache(max_age_seconds=_seconds, max_uses=_uses)
+
+# (tenant_id, purpose) -> (active version, looked up at). Bounded by
+# SETTLE_ACTIVE_KEY_CACHE_SECONDS: a rotation waits that long after activating
+# a new version before it checks that nothing uses the old one.
+_active_versions: dict[tuple[int, str], tuple[int, float]] = {}
+_active_lock = threading.Lock()
+
+# Digests of wrapped keys created by this process whose transaction has not
+# committed (yet, or ever). Such keys are never cached.
+_uncommitted: set[str] = set()
+
+
+def _digest(wrapped: bytes | memoryview) -> str:
+    return hashlib.sha256(bytes(wrapped)).hexdigest()[:32]
+
+
+def forget_tenant(tenant_id: int) -> None:
+    """Drop every cached key and active version of one tenant (after a rotation or an incident)."""
+    key_cache.forget_tenant(tenant_id)
+    pending = getattr(connection, _PENDING_ATTR, None)
+    if pending:
+        for cache_key in [k for k in pending if k[0] == tenant_id]:
+            del pending[cache_key]
+    with _active_lock:
+        for cache_key in [k for k in _active_versions if k[0] == tenant_id]:
+            del _active_versions[cache_key]
+
+
+def forget_all() -> None:
+    key_cache.clear()
+    if getattr(connection, _PENDING_ATTR, None):
+        setattr(connection, _PENDING_ATTR, {})
+    with _active_lock:
+        _active_versions.clear()
+
+
+# --- Data key rows ---------------------------------------------------------------------
+
+
+def _unwrap(row: DataKey) -> bytes:
+    provider = get_provider(row.provider)
+    context = encryption_context(tenant_id=row.tenant_id, purpose=row.purpose, version=row.version)
+    return provider.unwrap(wrapped=bytes(row.wrapped_key), key_id=row.wrapping_key_id, context=context)
+
+
+def _remember(row: DataKey, key: bytes) -> None:
+    if _digest(row.wrapped_key) in _uncommitted:
+        return
+    key_cache.put(tenant_id=row.tenant_id, purpose=row.purpose, version=row.version, key=key)
+
+
+def data_key_create(
+    *, tenant_id: int, purpose: str, version: int, state: str = DataKeyState.ACTIVE
+) -> tuple[DataKey, bytes]:
+    """Generate a data key with the current provider and store it wrapped.
+
+    Returns the row and the plaintext key (for immediate use; it is cached only
+    once the surrounding transaction commits). Raises KeyUnavailableError when
+    the provider cannot generate one, IntegrityError when the version exists.
+    """
+    if purpose not in KeyPurpose.values:
+        raise ValueError(f"unknown data key purpose {purpose!r}")
+    pending = getattr(connection, _PENDING_ATTR, None)
+    if pending:
+        pending.pop((tenant_id, purpose), None)  # a new version supersedes it
+    provider = get_provider()
+    generated = provider.generate_data_key(
+        context=encryption_context(tenant_id=tenant_id, purpose=purpose, version=version)
+    )
+    row = DataKey(
+        tenant_id=tenant_id,
+        purpose=purpose,
+        version=version,
+        state=state,
+        provider=provider.name,
+        wrapping_key_id=generated.key_id,
+        wrapped_key=generated.wrapped,
+    )
+    digest = _digest(generated.wrapped)
+    _uncommitted.add(digest)
+    row.save()
+
+    def _committed() -> None:
+        _uncommitted.discard(digest)
+        key_cache.put(tenant_id=tenant_id, purpose=purpose, version=version, key=generated.plaintext)
+
+    transaction.on_commit(_committed)
+    return row, generated.plaintext
+
+
+# Keys this connection created in a transaction that is still open, usable
+# only while every atomic block that was open at creation is still open (the
+# same objects): once any of them exits, committed or rolled back, the entry is
+# ignored and the database decides. Lives on the connection (thread-local).
+_PENDING_ATTR = "_settle_pending_data_keys"
+
+
+def _pending(tenant_id: int, purpose: str, version: int | None) -> tuple[int, bytes] | None:
+    entries = getattr(connection, _PENDING_ATTR, None)
+    if not entries:
+        return None
+    entry = entries.get((tenant_id, purpose))
+    if entry is None:
+        return None
+    blocks, entry_version, key, created_at = entry
+    current = connection.atomic_blocks
+    age = time.time() - created_at
+    stale = age < 0 or age >= key_cache.max_age_seconds  # the same 5-minute bound as the cache
+    if stale or len(current) < len(blocks) or any(a is not b for a, b in zip(blocks, current, strict=False)):
+        del entries[(tenant_id, purpose)]
+        return None
+    if version is not None and version != entry_version:
+        return None
+    return entry_version, key
+
+
+def _remember_pending(tenant_id: int, purpose: str, version: int, key: bytes, blocks: tuple[Any, ...]) -> None:
+    if not blocks:
+        return  # autocommit: committed already, and cached by on_commit
+    entries = getattr(connection, _PENDING_ATTR, None)
+    if entries is None:
+        entries = {}
+        setattr(connection, _PENDING_ATTR, entries)
+    entries[(tenant_id, purpose)] = (blocks, version, key, time.time())
+
+
+def _first_key(*, tenant_id: int, purpose: str) -> tuple[int, bytes]:
+    """Create version 1 for a tenant's first use of a purpose; tolerate a concurrent creator."""
+    blocks = tuple(connection.atomic_blocks)
+    try:
+        with transaction.atomic():
+            row, key = data_key_create(tenant_id=tenant_id, purpose=purpose, version=1)
+        _remember_pending(tenant_id, purpose, row.version, key, blocks)
+        return row.version, key
+    except IntegrityError:
+        # Another process created it first (its transaction has committed,
+        # or our insert would still be waiting on it).
+        existing = DataKey.objects.filter(tenant_id=tenant_id, purpose=purpose, state=DataKeyState.ACTIVE).first()
+        if existing is None:
+            raise KeyUnavailableError(f"no active {purpose} data key for tenant {tenant_id}") from None
+        return existing.version, decryption_key(tenant_id=tenant_id, purpose=purpose, version=existing.version)
+
+
+def active_version(*, tenant_id: int, purpose: str) -> int | None:
+    """The active version for (tenant, purpose), None when the tenant has none yet."""
+    pending = _pending(tenant_id, purpose, None)
+    if pending is not None:
+        return pending[0]
+    now = time.time()
+    ttl = _active_version_seconds()
+    with _active_lock:
+        cached = _active_versions.get((tenant_id, purpose))
+    if cached is not None and 0 <= now - cached[1] < ttl:
+        return cached[0]
+    row = (
+        DataKey.objects.filter(tenant_id=tenant_id, purpose=purpose, state=DataKeyState.ACTIVE)
+        .only("version", "wrapped_key")
+        .first()
+    )
+    if row is None:
+        return None
+    if ttl > 0 and _digest(row.wrapped_key) not in _uncommitted:
+        with _active_lock:
+            _active_versions[(tenant_id, purpose)] = (row.version, now)
+    return row.version
+
+
+def encryption_key(*, tenant_id: int, purpose: str) -> tuple[int, bytes]:
+    """(version, key) to seal new values for this tenant and purpose; creates v1 on first use."""
+    version = active_version(tenant_id=tenant_id, purpose=purpose)
+    if version is None:
+        return _first_key(tenant_id=tenant_id, purpose=purpose)
+    return version, decryption_key(tenant_id=tenant_id, purpose=purpose, version=version)
+
+
+def decryption_key(*, tenant_id: int, purpose: str, version: int) -> bytes:
+    """The plaintext key of one version. Raises UnknownDataKeyError or KeyUnavailableError."""
+    cached = key_cache.get(tenant_id=tenant_id, purpose=purpose, version=version)
+    if cached is not None:
+        return cached
+    pending = _pending(tenant_id, purpose, version)
+    if pending is not None:
+        return pending[1]
+    row = DataKey.objects.filter(tenant_id=tenant_id, purpose=purpose, version=version).first()
+    if row is None:
+        raise UnknownDataKeyError(f"tenant {tenant_id} has no {purpose} data key version {version}")
+    key = _unwrap(row)
+    _remember(row, key)
+    return key
+
+
+def live_versions(*, tenant_id: int, purpose: str) -> list[int]:
+    """Versions that may still be referenced (active first, then retiring). For blind-index look-ups."""
+    rows = list(
+        DataKey.objects.filter(tenant_id=tenant_id, purpose=purpose)
+        .exclude(state=DataKeyState.RETIRED)
+        .order_by("-version")
+        .values_list("version", "state")
+    )
+    rows.sort(key=lambda row: (row[1] != DataKeyState.ACTIVE, -row[0]))
+    return [version for version, _ in rows]
+
+
+def encryption_aead(*, tenant_id: int, purpose: str) -> tuple[int, AESGCM]:
+    """(version, AES-GCM cipher) to seal new values; the cached cipher when there is one."""
+    version = active_version(tenant_id=tenant_id, purpose=purpose)
+    if version is not None:
+        cached = key_cache.get_aead(tenant_id=tenant_id, purpose=purpose, version=version)
+        if cached is not None:
+            return version, cached
+    version, key = encryption_key(tenant_id=tenant_id, purpose=purpose)
+    return version, AESGCM(key)
+
+
+def decryption_aead(*, tenant_id: int, purpose: str, version: int) -> AESGCM:
+    """The AES-GCM cipher of one key version (cached when possible); errors as decryption_key."""
+    cached = key_cache.get_aead(tenant_id=tenant_id, purpose=purpose, version=version)
+    if cached is not None:
+        return cached
+    return AESGCM(decryption_key(tenant_id=tenant_id, purpose=purpose, version=version))
