@@ -11,6 +11,9 @@ import re
 from collections.abc import Iterable, Iterator
 
 _CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+# UUIDs (8-4-4-4-12 hex) are our public ids everywhere; an all-digit stretch of
+# one can look like a dashed card number, so they are blanked before scanning.
+_UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -27,6 +30,7 @@ def luhn_valid(digits: str) -> bool:
 
 def find_card_numbers(text: str) -> Iterator[str]:
     """Yield each Luhn-valid 13-19 digit run, masked to its last four digits."""
+    text = _UUID.sub(lambda m: "#" * len(m.group()), text)
     for match in _CANDIDATE.finditer(text):
         digits = re.sub(r"[ -]", "", match.group())
         if 13 <= len(digits) <= 19 and luhn_valid(digits) and len(set(digits)) > 1:
