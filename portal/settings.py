@@ -247,6 +247,17 @@ if PRODUCTION and SETTLE_KEY_PROVIDER == "local":
 if PRODUCTION and SETTLE_KEY_PROVIDER == "aws-kms" and not SETTLE_KMS_KEY_ID:
     raise ImproperlyConfigured("SETTLE_KMS_KEY_ID must be set in production when SETTLE_KEY_PROVIDER=aws-kms")
 
+# --- Audit trail keys (audit.conf) ----------------------------------------------------
+# Base64 of 32 bytes each: the HMAC key that signs chain checkpoints and export
+# seals, and the key that wraps each audit export file's own key. Outside
+# production they are derived from the development SECRET_KEY.
+if PRODUCTION:
+    SETTLE_AUDIT_SIGNING_KEY = env_required("SETTLE_AUDIT_SIGNING_KEY")
+    SETTLE_AUDIT_EXPORT_KEY = env_required("SETTLE_AUDIT_EXPORT_KEY")
+else:
+    SETTLE_AUDIT_SIGNING_KEY = env_secret("SETTLE_AUDIT_SIGNING_KEY") or ""
+    SETTLE_AUDIT_EXPORT_KEY = env_secret("SETTLE_AUDIT_EXPORT_KEY") or ""
+
 # --- Content security policy ------------------------------------------------------
 # Scripts only from ourselves (with a per-response nonce) and the processor's
 # script host. docs/payment-page-scripts.md is the inventory (PCI DSS 6.4.3).

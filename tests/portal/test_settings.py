@@ -53,6 +53,9 @@ def production_environment(tmp_path: Path) -> dict[str, str]:
         "SETTLE_VAR_DIR": str(tmp_path / "var"),
         # PHI encryption master key (security.crypto): base64 of 32 random bytes.
         "SETTLE_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        # Audit checkpoint signing and export wrapping keys (audit.conf).
+        "SETTLE_AUDIT_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "SETTLE_AUDIT_EXPORT_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
     }
 
 
@@ -206,6 +209,8 @@ def test_production_environment_loads(monkeypatch, tmp_path):
         ({"DJANGO_ALLOWED_HOSTS": None}, "DJANGO_ALLOWED_HOSTS must be set"),
         ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
         ({"SETTLE_MASTER_KEY": None}, "SETTLE_MASTER_KEY or SETTLE_MASTER_KEY_FILE must be set"),
+        ({"SETTLE_AUDIT_SIGNING_KEY": None}, "SETTLE_AUDIT_SIGNING_KEY must be set"),
+        ({"SETTLE_AUDIT_EXPORT_KEY": None}, "SETTLE_AUDIT_EXPORT_KEY must be set"),
     ],
     ids=lambda value: value if isinstance(value, str) else next(iter(value)),
 )
