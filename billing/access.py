@@ -27,9 +27,7 @@ def access_checkout_by_uuid(*, request: HttpRequest, tenant: Tenant, uuid: UUID)
     if str(uuid) not in request.session.get(SESSION_CHECKOUTS, []):
         raise Http404
     checkout = (
-        Checkout.objects.select_related("statement", "statement__patient")
-        .filter(tenant=tenant, public_id=uuid)
-        .first()
+        Checkout.objects.select_related("statement", "statement__patient").filter(tenant=tenant, public_id=uuid).first()
     )
     if checkout is None:
         raise Http404

@@ -180,9 +180,7 @@ class ProcessorAccount(TenantOwnedModel):
     secret_key = EncryptedTextField(max_length=255, purpose=KeyPurpose.SECRET)
     webhook_secret = EncryptedTextField(max_length=255, purpose=KeyPurpose.SECRET)
     # What a failed CVC or postal-code check does.
-    card_check_policy = models.CharField(
-        max_length=16, choices=CardCheckPolicy.choices, default=CardCheckPolicy.FLAG
-    )
+    card_check_policy = models.CharField(max_length=16, choices=CardCheckPolicy.choices, default=CardCheckPolicy.FLAG)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -46,7 +46,9 @@ def payments_settle_stuck_for_tenant(*, tenant: Tenant, older_than: timedelta = 
                 payment_sync(payment=payment, intent=intent, processor=processor, source="sweep")
                 checked += 1
             except (ProcessorError, IntentMismatch) as exc:
-                logger.warning("stuck payment not settled", extra={"payment": str(payment.public_id), "error": str(exc)})
+                logger.warning(
+                    "stuck payment not settled", extra={"payment": str(payment.public_id), "error": str(exc)}
+                )
     return checked
 
 

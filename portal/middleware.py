@@ -45,7 +45,9 @@ def health_response() -> JsonResponse:
     except Exception:  # noqa: BLE001 - report, never raise, from a health check
         database = "unavailable"
     healthy = database == "ok"
-    return JsonResponse({"status": "ok" if healthy else "degraded", "database": database}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", "database": database}, status=200 if healthy else 503
+    )
 
 
 class HealthCheckMiddleware:

@@ -203,10 +203,13 @@ X_FRAME_OPTIONS = "DENY"
 # STRIPE_API_BASE points the stripe library elsewhere (localstripe in
 # development and tests); unset in production, where Stripe itself is used.
 STRIPE_API_BASE = env_str("STRIPE_API_BASE", None if PRODUCTION else "http://127.0.0.1:8420") or None
-STRIPE_JS_URL = env_str(
-    "STRIPE_JS_URL",
-    "https://js.stripe.com/v3/" if PRODUCTION else "http://127.0.0.1:8420/js.stripe.com/v3/",
-) or "https://js.stripe.com/v3/"
+STRIPE_JS_URL = (
+    env_str(
+        "STRIPE_JS_URL",
+        "https://js.stripe.com/v3/" if PRODUCTION else "http://127.0.0.1:8420/js.stripe.com/v3/",
+    )
+    or "https://js.stripe.com/v3/"
+)
 STRIPE_TIMEOUT_SECONDS = env_int("STRIPE_TIMEOUT_SECONDS", 20, minimum=1)
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
 
@@ -243,7 +246,9 @@ if PRODUCTION and SETTLE_KEY_PROVIDER == "local":
     if not SETTLE_MASTER_KEY:
         raise ImproperlyConfigured("SETTLE_MASTER_KEY or SETTLE_MASTER_KEY_FILE must be set in production")
     if SETTLE_MASTER_KEY.lstrip().startswith("# settle: generated"):
-        raise ImproperlyConfigured("SETTLE_MASTER_KEY_FILE names a development key Settle generated; provision a real one")
+        raise ImproperlyConfigured(
+            "SETTLE_MASTER_KEY_FILE names a development key Settle generated; provision a real one"
+        )
 if PRODUCTION and SETTLE_KEY_PROVIDER == "aws-kms" and not SETTLE_KMS_KEY_ID:
     raise ImproperlyConfigured("SETTLE_KMS_KEY_ID must be set in production when SETTLE_KEY_PROVIDER=aws-kms")
 

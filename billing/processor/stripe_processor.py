@@ -148,9 +148,7 @@ class StripeProcessor:
         return intent_snapshot_from_dict(_as_dict(obj))
 
     def retrieve_payment(self, payment_intent_id: str) -> IntentSnapshot:
-        obj = self._call(
-            self._client.v1.payment_intents.retrieve, payment_intent_id, params={"expand": _EXPAND}
-        )
+        obj = self._call(self._client.v1.payment_intents.retrieve, payment_intent_id, params={"expand": _EXPAND})
         return intent_snapshot_from_dict(_as_dict(obj))
 
     def capture_payment(self, payment_intent_id: str, *, idempotency_key: str) -> IntentSnapshot:

@@ -141,7 +141,9 @@ def _check_rate_limits(*, checkout: Checkout, ip: str, session_key: str) -> None
             raise CheckoutError("Too many payment attempts. Please wait an hour and try again, or call the clinic.")
 
 
-def _claim_attempt(*, tenant: Tenant, checkout: Checkout, amount_text: str, setup_intent_id: str) -> tuple[Payment, bool]:
+def _claim_attempt(
+    *, tenant: Tenant, checkout: Checkout, amount_text: str, setup_intent_id: str
+) -> tuple[Payment, bool]:
     """Create the attempt for this SetupIntent, or find the existing one.
 
     Returns (payment, should_call_processor). Holding the checkout row lock
@@ -231,9 +233,7 @@ def payment_submit(
         setup = processor.retrieve_setup_intent(setup_intent_id)
         if setup.status != "succeeded" or not setup.payment_method_id:
             return outcome_for(
-                payment_record_decline(
-                    payment_id=payment.pk, code="setup_incomplete", decline_code="", intent_id=None
-                )
+                payment_record_decline(payment_id=payment.pk, code="setup_incomplete", decline_code="", intent_id=None)
             )
         if setup.metadata.get("settle_checkout") != str(checkout.public_id):
             raise ProcessorError("setup intent belongs to another checkout")

@@ -24,9 +24,7 @@ def statement_balance(*, statement: Statement) -> Money:
 
 
 def patient_balance(*, patient: Patient, currency: str) -> Money:
-    total = LedgerEntry.objects.filter(patient=patient, currency=currency).aggregate(total=Sum("amount_minor"))[
-        "total"
-    ]
+    total = LedgerEntry.objects.filter(patient=patient, currency=currency).aggregate(total=Sum("amount_minor"))["total"]
     return Money(int(total or 0), currency)
 
 

@@ -65,8 +65,7 @@ DECLINE_MESSAGES: dict[str, str] = {
         "Please try again or use another card."
     ),
     "card_check_refused": (
-        "The card's security code or postal code did not match what your bank has on file. "
-        "You have not been charged."
+        "The card's security code or postal code did not match what your bank has on file. You have not been charged."
     ),
 }
 GENERIC_FAILURE_MESSAGE = "Your payment did not go through. You have not been charged. Please try again."

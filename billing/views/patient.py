@@ -96,9 +96,9 @@ def _checkout_context(checkout: Checkout) -> dict[str, Any]:
         "balance": balance,
         "payable": payable,
         "in_flight": balance - payable if balance.minor_units > payable.minor_units else None,
-        "succeeded_payments": Payment.objects.filter(
-            checkout=checkout, status=PaymentStatus.SUCCEEDED
-        ).order_by("-succeeded_at"),
+        "succeeded_payments": Payment.objects.filter(checkout=checkout, status=PaymentStatus.SUCCEEDED).order_by(
+            "-succeeded_at"
+        ),
     }
 
 
@@ -204,7 +204,9 @@ def pay_renew(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
     except ProcessorUnavailable:
         return JsonResponse({"state": "unavailable", "message": UNAVAILABLE_MESSAGE}, status=503)
     checkout.refresh_from_db(fields=["setup_intent_id"])
-    return JsonResponse({"state": "ready", "setupClientSecret": client_secret, "setupIntentId": checkout.setup_intent_id})
+    return JsonResponse(
+        {"state": "ready", "setupClientSecret": client_secret, "setupIntentId": checkout.setup_intent_id}
+    )
 
 
 @public_view(host=TENANT_HOST)

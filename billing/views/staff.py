@@ -52,9 +52,7 @@ def payments(request: HttpRequest) -> HttpResponse:
 def patient_ledger(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     patient = access_patient_by_uuid(tenant=tenant, uuid=patient_id)
-    entries = list(
-        LedgerEntry.objects.filter(tenant=tenant, patient=patient).select_related("statement", "payment")
-    )
+    entries = list(LedgerEntry.objects.filter(tenant=tenant, patient=patient).select_related("statement", "payment"))
     audit_record(
         action="ledger.viewed",
         tenant=tenant,

@@ -58,7 +58,7 @@ def _plaintext_text(kind: str, value: Any) -> str:
 def _rows(schema_editor: Any, table: str, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     quote = schema_editor.quote_name
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} ORDER BY {quote('id')}")  # noqa: S608 - names from the model
+        cursor.execute(f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} ORDER BY {quote('id')}")  # noqa: S608  # nosec B608: names from the model
         return list(cursor.fetchall())
 
 
@@ -69,7 +69,7 @@ def _update(schema_editor: Any, table: str, pk: Any, changes: Mapping[str, Any])
     assignments = ", ".join(f"{quote(column)} = %s" for column in changes)
     with schema_editor.connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {quote(table)} SET {assignments} WHERE {quote('id')} = %s",  # noqa: S608 - names from the model
+            f"UPDATE {quote(table)} SET {assignments} WHERE {quote('id')} = %s",  # noqa: S608  # nosec B608: names from the model
             [*changes.values(), pk],
         )
 

@@ -224,14 +224,14 @@ def _write_rows(
             assignments = ", ".join(f"{column} = v.{column}" for column in columns)
             params = [item for pk, record in records for item in (pk, *record)]
             cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {placeholders}) "  # noqa: S608 - names from the model
+                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {placeholders}) "  # noqa: S608  # nosec B608: names from the model
                 f"AS v(settle_pk, {', '.join(columns)}) WHERE t.{pk_column} = v.settle_pk",
                 params,
             )
         else:
             assignments = ", ".join(f"{column} = %s" for column in columns)
             cursor.executemany(
-                f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s",  # noqa: S608 - names from the model
+                f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s",  # noqa: S608  # nosec B608: names from the model
                 [[*record, pk] for pk, record in records],
             )
 

@@ -37,8 +37,8 @@ from tests.audit.conftest import fill
 from tests.billing.fakes import FakeProcessor
 from tests.billing.webhook_events import intent_object, signed_event
 from tests.conftest import platform_client
-from tests.security.crypto_support import new_master_key
 from tests.factories import PERSONA_PASSWORD
+from tests.security.crypto_support import new_master_key
 
 pytestmark = pytest.mark.django_db
 
@@ -320,6 +320,7 @@ def _rotation_completed(clinic) -> None:
 @scenario("key.rewrapped")
 def _rewrapped(clinic) -> None:
     old = get_provider("local")
+    assert isinstance(old, LocalKeyProvider)
     set_provider("local", LocalKeyProvider(master_keys=[new_master_key(), *old.master_keys]))
     try:
         data_keys_rewrap(tenant=clinic.tenant)

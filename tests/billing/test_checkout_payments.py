@@ -206,7 +206,9 @@ def test_failed_authentication_charges_nothing(make_bill, fake_processor):
     _, body = checkout.submit("125.00")
     with tenant_scope(bill.tenant):
         intent_id = Payment.objects.get().processor_payment_intent_id
-    fake_processor.set_intent_status(intent_id, "requires_payment_method", failure_code="payment_intent_authentication_failure")
+    fake_processor.set_intent_status(
+        intent_id, "requires_payment_method", failure_code="payment_intent_authentication_failure"
+    )
 
     refreshed = checkout.client.post(body["refreshUrl"]).json()
 

@@ -80,8 +80,12 @@ def test_charge_decline_raises_card_declined(stripe_api):
     assert method
     with pytest.raises(CardDeclined) as declined:
         processor.create_payment(
-            amount=1_000, currency="USD", payment_method_id=method, capture_method="automatic",
-            metadata={}, idempotency_key="k2",
+            amount=1_000,
+            currency="USD",
+            payment_method_id=method,
+            capture_method="automatic",
+            metadata={},
+            idempotency_key="k2",
         )
     assert declined.value.code == "card_declined"
 
@@ -101,8 +105,12 @@ def test_three_d_secure_card_requires_action_then_manual_capture(stripe_api):
     assert method
 
     intent = processor.create_payment(
-        amount=2_000, currency="USD", payment_method_id=method, capture_method="manual",
-        metadata={}, idempotency_key="k3",
+        amount=2_000,
+        currency="USD",
+        payment_method_id=method,
+        capture_method="manual",
+        metadata={},
+        idempotency_key="k3",
     )
     assert intent.status == "requires_action" and intent.client_secret
 

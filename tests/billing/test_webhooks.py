@@ -88,7 +88,13 @@ def test_state_comes_from_the_current_intent_not_the_event(make_bill, fake_proce
     # The processor now says succeeded; a stale "failed" event arrives late.
     fake_processor.set_intent_status(payment.processor_payment_intent_id, "succeeded")
 
-    _deliver(bill, payment, event_id="evt_late_fail", event_type="payment_intent.payment_failed", status="requires_payment_method")
+    _deliver(
+        bill,
+        payment,
+        event_id="evt_late_fail",
+        event_type="payment_intent.payment_failed",
+        status="requires_payment_method",
+    )
 
     with tenant_scope(bill.tenant):
         payment.refresh_from_db()
@@ -212,7 +218,11 @@ def test_processor_unreachable_during_webhook_asks_for_redelivery(make_bill, fak
 
 def test_webhook_of_unknown_tenant_is_404_and_tenant_host_is_not_the_endpoint(make_bill, fake_processor):
     bill = make_bill()
-    assert _platform().post("/webhooks/stripe/00000000-0000-0000-0000-000000000000/", data=b"{}",
-                            content_type="application/json").status_code == 404
+    assert (
+        _platform()
+        .post("/webhooks/stripe/00000000-0000-0000-0000-000000000000/", data=b"{}", content_type="application/json")
+        .status_code
+        == 404
+    )
     tenant_host = Client(HTTP_HOST="alpha.localhost")
     assert tenant_host.post(_url(bill), data=b"{}", content_type="application/json").status_code == 404
