@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
-import runpy
 import socket
 import subprocess
 import sys
@@ -41,6 +39,7 @@ from security.crypto.providers import (
 )
 from tests.security import crypto_support
 from tests.security.crypto_support import Vault, new_master_key
+from tests.settings_probe import load_settings, production_environment
 
 # Fixtures shared by the crypto tests (requested by name: local_keys, two_tenants, vault_table).
 local_keys_fixture = crypto_support.local_keys_fixture
@@ -135,22 +134,9 @@ def test_production_provider_never_generates(tmp_path: Path) -> None:
 
 
 def _production_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **extra: str) -> dict[str, Any]:
-    env = {
-        "SETTLE_ENV": "production",
-        "DJANGO_SECRET_KEY": "p" * 64,
-        "DATABASE_URL": "postgres://settle:secret@db.internal:5432/settle",
-        "REDIS_URL": "redis://cache.internal:6379/0",
-        "SETTLE_BASE_DOMAIN": "settle.example",
-        "DJANGO_ALLOWED_HOSTS": ".settle.example",
-        "SETTLE_VAR_DIR": str(tmp_path / "var"),
-        **extra,
-    }
-    for name in list(os.environ):
-        if name.startswith(("SETTLE_", "DJANGO_")) or name in ("DATABASE_URL", "REDIS_URL"):
-            monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "portal" / "settings.py"), run_name="settle_settings_probe")
+    """Production settings with no master key unless `extra` gives one."""
+    env = {k: v for k, v in production_environment(tmp_path).items() if k != "SETTLE_MASTER_KEY"}
+    return load_settings(monkeypatch, {**env, **extra})
 
 
 def test_production_refuses_to_start_without_a_master_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
