@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from audit.chain import GENESIS, checkpoint_message, format_time
+from audit.chain import GENESIS, RECORD_FIELDS, checkpoint_message, format_time
 from audit.models import (
     AuditArchiveSegment,
     AuditChain,
@@ -26,23 +26,9 @@ from portal.tenancy.context import tenant_scope
 
 CHUNK = 5000
 
-# Columns read for verification and exports, in audit.chain field order.
-EVENT_COLUMNS = (
-    "sequence",
-    "public_id",
-    "occurred_at",
-    "actor_user_id",
-    "actor_role",
-    "action",
-    "target_type",
-    "target_id",
-    "outcome",
-    "source_ip",
-    "request_id",
-    "details",
-    "prev_hash",
-    "hash",
-)
+# Columns read for verification and exports, in audit.chain field order (the
+# chain itself is known from the query).
+EVENT_COLUMNS = tuple(field for field in RECORD_FIELDS if field != "chain")
 
 
 def row_record(chain_key: str, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -89,27 +89,39 @@ def _metadata(tenant: Tenant, checkout: Checkout) -> dict[str, str]:
     return {"settle_tenant": str(tenant.public_id), "settle_checkout": str(checkout.public_id)}
 
 
-def checkout_card_setup(*, tenant: Tenant, checkout: Checkout) -> tuple[str, str]:
-    """The publishable key and SetupIntent client secret the card form uses.
+@dataclass(frozen=True)
+class CardSetup:
+    """What the card form needs to tokenize a card into this checkout."""
+
+    publishable_key: str
+    client_secret: str
+    setup_intent_id: str
+
+
+def checkout_card_setup(*, tenant: Tenant, checkout: Checkout, renew: bool = False) -> CardSetup:
+    """The SetupIntent the card form tokenizes into.
 
     A SetupIntent already used by an attempt is replaced with a fresh one, so
-    each attempt tokenizes its own card. Raises ProcessorUnavailable.
+    each attempt tokenizes its own card; `renew` replaces it regardless (the
+    browser saw it fail, e.g. declined at setup). Raises ProcessorUnavailable.
     """
     processor = get_processor(tenant)
     with transaction.atomic():
         checkout = Checkout.objects.select_for_update().get(pk=checkout.pk)
         used = Payment.objects.filter(checkout=checkout, setup_intent_id=checkout.setup_intent_id).exists()
-        if checkout.setup_intent_id and not used:
-            return processor.publishable_key, checkout.setup_intent_client_secret
+        if checkout.setup_intent_id and not used and not renew:
+            return CardSetup(processor.publishable_key, checkout.setup_intent_client_secret, checkout.setup_intent_id)
+        # Each new SetupIntent of the checkout gets its own key: attempts so
+        # far, plus one for every renewal of an unused form.
         sequence = Payment.objects.filter(checkout=checkout).count() + 1
-        setup = processor.create_setup_intent(
-            metadata=_metadata(tenant, checkout),
-            idempotency_key=f"settle-{checkout.public_id}-setup-{sequence}",
-        )
+        idempotency_key = f"settle-{checkout.public_id}-setup-{sequence}"
+        if renew and checkout.setup_intent_id:
+            idempotency_key += f"-renew-{checkout.setup_intent_id}"
+        setup = processor.create_setup_intent(metadata=_metadata(tenant, checkout), idempotency_key=idempotency_key)
         checkout.setup_intent_id = setup.id
         checkout.setup_intent_client_secret = setup.client_secret
         checkout.save(update_fields=["setup_intent_id", "setup_intent_client_secret"])
-        return processor.publishable_key, setup.client_secret
+        return CardSetup(processor.publishable_key, setup.client_secret, setup.id)
 
 
 def _validate_amount(*, tenant: Tenant, statement: Statement, amount_text: str) -> Money:

@@ -115,19 +115,18 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
     if context["payable"].minor_units <= 0:
         return render(request, "billing/nothing_due.html", context)
     try:
-        publishable_key, client_secret = checkout_card_setup(tenant=tenant, checkout=checkout)
+        setup = checkout_card_setup(tenant=tenant, checkout=checkout)
     except ProcessorUnavailable:
         checkout_audit_unavailable(tenant=tenant, checkout=checkout)
         return render(request, "billing/unavailable.html", {**context, "message": UNAVAILABLE_MESSAGE}, status=503)
-    checkout.refresh_from_db(fields=["setup_intent_id"])
     minimum = Money(min(tenant.minimum_payment_minor, context["payable"].minor_units), tenant.currency)
     context.update(
         {
             "minimum": minimum,
             "checkout_config": {
-                "publishableKey": publishable_key,
-                "clientSecret": client_secret,
-                "setupIntentId": checkout.setup_intent_id,
+                "publishableKey": setup.publishable_key,
+                "clientSecret": setup.client_secret,
+                "setupIntentId": setup.setup_intent_id,
                 "submitUrl": reverse("billing:pay-submit", kwargs={"checkout_id": checkout.public_id}),
                 "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
                 "fullAmount": context["payable"].input_value(),
@@ -136,6 +135,23 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
         }
     )
     return render(request, "billing/pay.html", context)
+
+
+def _checkout_and_payment(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> tuple[Checkout, Payment]:
+    checkout = access_checkout_by_uuid(request=request, tenant=_tenant(request), uuid=checkout_id)
+    return checkout, access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+
+
+def _audit_receipt_viewed(request: HttpRequest, payment: Payment, **details: str) -> None:
+    audit_record(
+        action="receipt.viewed",
+        tenant=_tenant(request),
+        actor_role="guest",
+        target_type="payment",
+        target_id=str(payment.public_id),
+        request=request,
+        details=details,
+    )
 
 
 def _result_url(checkout: Checkout, payment: Payment) -> str:
@@ -155,9 +171,8 @@ def _outcome_json(request: HttpRequest, checkout: Checkout, outcome: SubmitOutco
     if outcome.state == "failed":
         # A fresh card form for the retry: the old SetupIntent is used up.
         try:
-            _, body["setupClientSecret"] = checkout_card_setup(tenant=_tenant(request), checkout=checkout)
-            checkout.refresh_from_db(fields=["setup_intent_id"])
-            body["setupIntentId"] = checkout.setup_intent_id
+            setup = checkout_card_setup(tenant=_tenant(request), checkout=checkout)
+            body["setupClientSecret"], body["setupIntentId"] = setup.client_secret, setup.setup_intent_id
         except ProcessorUnavailable:
             body["message"] += " " + UNAVAILABLE_MESSAGE
     status = 503 if outcome.state == "unavailable" else 200
@@ -195,17 +210,13 @@ def pay_renew(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
     checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
     if not checkout_is_open(checkout):
         return JsonResponse({"state": "expired", "message": "This payment page has expired."}, status=400)
-    # The current SetupIntent may have been declined in the browser; drop it.
-    checkout.setup_intent_id = ""
-    checkout.setup_intent_client_secret = ""
-    checkout.save(update_fields=["setup_intent_id", "setup_intent_client_secret"])
     try:
-        _, client_secret = checkout_card_setup(tenant=tenant, checkout=checkout)
+        # The current SetupIntent may have been declined in the browser.
+        setup = checkout_card_setup(tenant=tenant, checkout=checkout, renew=True)
     except ProcessorUnavailable:
         return JsonResponse({"state": "unavailable", "message": UNAVAILABLE_MESSAGE}, status=503)
-    checkout.refresh_from_db(fields=["setup_intent_id"])
     return JsonResponse(
-        {"state": "ready", "setupClientSecret": client_secret, "setupIntentId": checkout.setup_intent_id}
+        {"state": "ready", "setupClientSecret": setup.client_secret, "setupIntentId": setup.setup_intent_id}
     )
 
 
@@ -213,29 +224,18 @@ def pay_renew(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
 @require_POST
 def payment_refresh_view(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
     """After 3-D Secure in the browser: settle from the processor's state."""
-    tenant = _tenant(request)
-    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
-    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
-    return _outcome_json(request, checkout, payment_refresh(tenant=tenant, payment=payment))
+    checkout, payment = _checkout_and_payment(request, checkout_id, payment_id)
+    return _outcome_json(request, checkout, payment_refresh(tenant=_tenant(request), payment=payment))
 
 
 @public_view(host=TENANT_HOST)
 @require_GET
 def payment_result(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
     """Step 3: the receipt (or where the payment stands)."""
-    tenant = _tenant(request)
-    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
-    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+    checkout, payment = _checkout_and_payment(request, checkout_id, payment_id)
     outcome = outcome_for(payment)
     if outcome.state == "succeeded":
-        audit_record(
-            action="receipt.viewed",
-            tenant=tenant,
-            actor_role="guest",
-            target_type="payment",
-            target_id=str(payment.public_id),
-            request=request,
-        )
+        _audit_receipt_viewed(request, payment)
     context = {
         **_checkout_context(checkout),
         "payment": payment,
@@ -247,20 +247,10 @@ def payment_result(request: HttpRequest, checkout_id: UUID, payment_id: UUID) ->
 @public_view(host=TENANT_HOST)
 @require_GET
 def payment_receipt_pdf(request: HttpRequest, checkout_id: UUID, payment_id: UUID) -> HttpResponse:
-    tenant = _tenant(request)
-    checkout = access_checkout_by_uuid(request=request, tenant=tenant, uuid=checkout_id)
-    payment = access_payment_by_uuid(checkout=checkout, uuid=payment_id)
+    checkout, payment = _checkout_and_payment(request, checkout_id, payment_id)
     if payment.status != PaymentStatus.SUCCEEDED:
         return redirect(_result_url(checkout, payment))
-    audit_record(
-        action="receipt.viewed",
-        tenant=tenant,
-        actor_role="guest",
-        target_type="payment",
-        target_id=str(payment.public_id),
-        request=request,
-        details={"format": "pdf"},
-    )
+    _audit_receipt_viewed(request, payment, format="pdf")
     response = HttpResponse(receipt_pdf(payment=payment), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="receipt-{payment.receipt_number}.pdf"'
     response["Cache-Control"] = "no-store"
