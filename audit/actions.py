@@ -17,6 +17,8 @@ ACTIONS: dict[str, str] = {
     "auth.login": "A staff member logged in",
     "auth.login_failed": "A staff login failed",
     "auth.logout": "A staff member logged out",
+    "auth.session_ended": "A user ended one of their other sessions",
+    "auth.sessions_ended_others": "A user ended all their other sessions",
     "ledger.viewed": "Staff viewed a list of payments naming patients",
     "demo.seeded": "The demo clinic was seeded",
     # Access to the audit trail itself (PCI DSS 10.2.1.3) and its maintenance.

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: headers on every response, the health check's included.
+    "security.headers.SecurityHeadersMiddleware",
     "portal.middleware.HealthCheckMiddleware",
     "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -103,6 +105,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Staff idle (15 min) and absolute (12 h) session limits; after auth and messages.
+    "security.sessions.StaffSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -170,8 +174,11 @@ PASSWORD_HASHERS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    # The staff rule (security.passwords): createsuperuser and the admin are
+    # used by platform operators, who are staff. Patients' rule is applied by
+    # services through security.passwords.validate_password_for.
+    {"NAME": "security.passwords.StaffPasswordValidator"},
+    {"NAME": "security.passwords.BreachedPasswordValidator"},
 ]
 LOGIN_URL = "staff:login"
 LOGIN_REDIRECT_URL = "staff:payments"
@@ -197,6 +204,7 @@ if PRODUCTION:
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 # --- Payments processor -------------------------------------------------------------
@@ -279,6 +287,10 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [NONE],
         "form-action": [SELF],
         "frame-ancestors": [NONE],
+        # Violations go to security.headers.csp_report (both reporting styles:
+        # report-uri for older browsers, report-to with Reporting-Endpoints).
+        "report-uri": ["/csp-report/"],
+        "report-to": ["csp-endpoint"],
     },
 }
 

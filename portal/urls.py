@@ -4,12 +4,16 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import views
+from security.headers import csp_report
 
 urlpatterns = [
     path("", views.root, name="root"),
     path("admin/", admin.site.urls),
     path("webhooks/", include("billing.urls_webhooks")),
+    path("csp-report/", csp_report, name="csp-report"),
     path("staff/audit/", include("audit.urls")),
+    path("staff/sessions/", include("security.urls_sessions")),
+    path("staff/keys/", include("security.urls")),
     path("staff/", include("billing.urls_staff")),
     path("", include("billing.urls_patient")),
 ]

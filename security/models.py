@@ -95,6 +95,45 @@ class LockoutCounter(models.Model):
         return f"{self.key[:12]}… {self.failures}"
 
 
+class UserSession(models.Model):
+    """Index from a user to their server-side sessions (django.contrib.sessions).
+
+    Written on login (security.signals); lets a user list and end their own
+    sessions. The session itself is the source of truth: a row whose session
+    no longer exists is stale and is ignored (and pruned when listed).
+    `public_id` is what pages show and post, never the session key.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sessions_index")
+    session_key = models.CharField(max_length=40, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # What the user needs to recognise a session; not identifiers of anyone else.
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.public_id}"
+
+
+class CspViolation(models.Model):
+    """One content-security-policy violation reported by a browser.
+
+    Holds no full URLs: the blocked resource as an origin (or a keyword such
+    as "inline"), the page as a path without its query string. Not a
+    TenantOwnedModel: reports also arrive on the platform host (tenant None).
+    """
+
+    tenant = models.ForeignKey("portal.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    directive = models.CharField(max_length=64)
+    blocked = models.CharField(max_length=255, blank=True)
+    document_path = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.directive} {self.blocked}"
+
+
 # Data keys and rotations live in security.crypto; imported here so Django
 # registers them with the security app.
 from security.crypto.models import DataKey, KeyRotation  # noqa: E402, F401

@@ -25,14 +25,16 @@ PERMISSIONS: dict[str, str] = {
     "patients.view": "See patients and their statements",
     "audit.view": "Search the audit trail, see access reports and verify the chain",
     "audit.export": "Export the audit trail and download exports",
+    "account.sessions": "See and end one's own sessions",
+    "keys.rotate": "See the clinic's data keys and rotations, and start a key rotation",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PATIENT: frozenset(),
-    Role.FRONT_DESK: frozenset({"payments.view", "patients.view"}),
-    Role.BILLING_MANAGER: frozenset({"payments.view", "patients.view"}),
-    Role.CLINIC_ADMIN: frozenset({"payments.view", "patients.view"}),
-    Role.COMPLIANCE_OFFICER: frozenset({"payments.view", "audit.view", "audit.export"}),
+    Role.FRONT_DESK: frozenset({"payments.view", "patients.view", "account.sessions"}),
+    Role.BILLING_MANAGER: frozenset({"payments.view", "patients.view", "account.sessions"}),
+    Role.CLINIC_ADMIN: frozenset({"payments.view", "patients.view", "keys.rotate", "account.sessions"}),
+    Role.COMPLIANCE_OFFICER: frozenset({"payments.view", "audit.view", "audit.export", "account.sessions"}),
 }
 
 # Where a view may be served: on a tenant's host or on the platform host.

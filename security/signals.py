@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from audit.models import Outcome
 from audit.recorder import audit_record
+from security.sessions import session_mark_login, user_session_record
 
 
 def _tenant(request: HttpRequest | None) -> Any:
@@ -34,3 +35,13 @@ def _login_failed(sender: Any, credentials: dict[str, Any], request: HttpRequest
     # The attempted email is not recorded: it may be a mistyped password.
     with transaction.atomic():
         audit_record(action="auth.login_failed", tenant=_tenant(request), outcome=Outcome.FAILURE, request=request)
+
+
+@receiver(user_logged_in)
+def _index_session(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
+    # Start the staff session clocks and index the session so the user can
+    # list and end it (security.sessions).
+    if request is None or not hasattr(request, "session"):
+        return
+    session_mark_login(request)
+    user_session_record(request=request, user=user)

@@ -109,17 +109,18 @@ class Binding:
         return _fingerprint(self.model_label, self.field_name, self.row_id)
 
     def associated_data(self, *, purpose: str, version: int) -> bytes:
-        return "\x00".join(
-            (
-                f"settle:{FORMAT}",
-                str(self.tenant_id),
-                purpose,
-                str(version),
-                self.model_label,
-                self.field_name,
-                self.row_id,
-            )
-        ).encode()
+        return _associated_data(self.tenant_id, purpose, version, self.model_label, self.field_name, self.row_id)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _associated_data(
+    tenant_id: int, purpose: str, version: int, model_label: str, field_name: str, row_id: str
+) -> bytes:
+    # Not secret (identifiers only); cached like the fingerprint, since a list
+    # page and a save open and seal the same rows' fields again and again.
+    return "\x00".join(
+        (f"settle:{FORMAT}", str(tenant_id), purpose, str(version), model_label, field_name, row_id)
+    ).encode()
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,11 @@ def parse(token: str) -> Header:
 
 def key_prefix(*, tenant_id: int, purpose: str, version: int) -> str:
     """The start of every ciphertext sealed with one data key version (for rotation queries)."""
+    return _key_prefix(tenant_id, purpose, version)
+
+
+@functools.lru_cache(maxsize=4_096)
+def _key_prefix(tenant_id: int, purpose: str, version: int) -> str:
     return f"{FORMAT}:{tenant_id}:{purpose}:{version}:"
 
 
@@ -169,7 +175,8 @@ def seal_with(plaintext: bytes, *, binding: Binding, purpose: str, version: int,
 def _seal(plaintext: bytes, *, binding: Binding, purpose: str, version: int, aead: AESGCM) -> str:
     nonce = _nonces.take()
     sealed = aead.encrypt(nonce, plaintext, binding.associated_data(purpose=purpose, version=version))
-    return f"{key_prefix(tenant_id=binding.tenant_id, purpose=purpose, version=version)}{binding.fingerprint()}:{_b64encode(nonce + sealed)}"
+    payload = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+    return f"{_key_prefix(binding.tenant_id, purpose, version)}{binding.fingerprint()}:{payload}"
 
 
 def open_(token: str, *, binding: Binding, purpose: str) -> bytes:

@@ -25,6 +25,7 @@ How they behave:
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -117,6 +118,13 @@ def _register(cls: type[models.Model]) -> None:
     ENCRYPTED_MODELS[cls._meta.label] = cls
 
 
+@functools.lru_cache(maxsize=65_536)
+def _binding(tenant_id: int, model: type[models.Model], field_name: str, row_id: Any) -> cipher.Binding:
+    # Bindings are immutable and name only identifiers: cached, because a list
+    # page or a save builds the same rows' bindings for every field read.
+    return cipher.Binding(tenant_id=tenant_id, model_label=model._meta.label, field_name=field_name, row_id=str(row_id))
+
+
 class EncryptedFieldMixin:
     """What every encrypted field shares. The column is text; plaintext is converted by
     `to_plaintext_bytes` / `from_plaintext_bytes` in each subclass."""
@@ -181,9 +189,7 @@ class EncryptedFieldMixin:
             raise EncryptedFieldUsageError(f"{instance._meta.label}.{self.name}: the row has no tenant")
         if row_id is None or row_id == "":
             raise EncryptedFieldUsageError(f"{instance._meta.label}.{self.name}: the row has no {self.row_id_field}")
-        return cipher.Binding(
-            tenant_id=int(tenant_id), model_label=instance._meta.label, field_name=self.name, row_id=str(row_id)
-        )
+        return _binding(int(tenant_id), type(instance), self.name, row_id)
 
     def seal(self, instance: models.Model, value: Any) -> _Token | None:
         if value is None:

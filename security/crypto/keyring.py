@@ -24,7 +24,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import IntegrityError, connection, transaction
+from django.dispatch import receiver
 
 from security.crypto.errors import KeyUnavailableError, UnknownDataKeyError
 from security.crypto.models import DataKey, DataKeyState, KeyPurpose
@@ -144,9 +146,24 @@ def _cache_settings() -> tuple[float, int]:
     return min(seconds, MAX_CACHE_SECONDS), uses
 
 
+# The setting, read once (reading settings costs more than the cache look-up it
+# guards); re-read when a test or override_settings changes it.
+_active_seconds: float | None = None
+
+
 def _active_version_seconds() -> float:
-    value = float(getattr(settings, "SETTLE_ACTIVE_KEY_CACHE_SECONDS", DEFAULT_ACTIVE_VERSION_SECONDS))
-    return min(max(value, 0.0), float(MAX_CACHE_SECONDS))
+    global _active_seconds
+    if _active_seconds is None:
+        value = float(getattr(settings, "SETTLE_ACTIVE_KEY_CACHE_SECONDS", DEFAULT_ACTIVE_VERSION_SECONDS))
+        _active_seconds = min(max(value, 0.0), float(MAX_CACHE_SECONDS))
+    return _active_seconds
+
+
+@receiver(setting_changed)
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    global _active_seconds
+    if setting == "SETTLE_ACTIVE_KEY_CACHE_SECONDS":
+        _active_seconds = None
 
 
 _seconds, _uses = _cache_settings()

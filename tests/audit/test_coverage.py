@@ -32,7 +32,7 @@ from billing.services.processor_accounts import processor_account_set
 from portal.tenancy.context import tenant_scope
 from security.crypto.providers import LocalKeyProvider, get_provider, reset_providers, set_provider
 from security.crypto.rotation import data_key_rotate, data_key_rotation_start, data_keys_rewrap
-from security.models import Role
+from security.models import Role, UserSession
 from tests.audit.conftest import fill
 from tests.billing.fakes import FakeProcessor
 from tests.billing.webhook_events import intent_object, signed_event
@@ -81,6 +81,26 @@ def _login_failed(clinic) -> None:
 @scenario("auth.logout")
 def _logout(clinic) -> None:
     clinic.client_as("front_desk").post(reverse("staff:logout"))
+
+
+def _signed_in(clinic):
+    client = clinic.client()
+    client.post(reverse("staff:login"), {"username": clinic.user("front_desk").email, "password": PERSONA_PASSWORD})
+    return client
+
+
+@scenario("auth.session_ended")
+def _session_ended(clinic) -> None:
+    client, other = _signed_in(clinic), _signed_in(clinic)
+    other_id = UserSession.objects.get(session_key=other.session.session_key).public_id
+    assert client.post(reverse("sessions:end", kwargs={"session_id": other_id})).status_code == 302
+
+
+@scenario("auth.sessions_ended_others")
+def _sessions_ended_others(clinic) -> None:
+    client = _signed_in(clinic)
+    _signed_in(clinic)
+    assert client.post(reverse("sessions:end-others")).status_code == 302
 
 
 @scenario("ledger.viewed")
