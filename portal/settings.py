@@ -126,6 +126,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "portal.context_processors.tenant",
+                "security.context_processors.staff_permissions",
             ],
         },
     },

@@ -171,3 +171,12 @@ def test_other_clinic_admin_gets_404_for_first_clinics_rotation(clinic_a, clinic
     assert clinic_a.client_as(ADMIN).get(url).status_code == 200
     unknown = reverse("keys:rotation", kwargs={"rotation_id": uuid.uuid4()})
     assert clinic_a.client_as(ADMIN).get(unknown).status_code == 404
+
+
+def test_staff_navigation_offers_keys_and_audit_only_to_their_roles(clinic_a):
+    admin_page = clinic_a.client_as("clinic_admin").get("/staff/").content.decode()
+    officer_page = clinic_a.client_as("compliance_officer").get("/staff/").content.decode()
+    desk_page = clinic_a.client_as("front_desk").get("/staff/").content.decode()
+    assert 'href="/staff/keys/"' in admin_page and 'href="/staff/audit/"' not in admin_page
+    assert 'href="/staff/audit/"' in officer_page and 'href="/staff/keys/"' not in officer_page
+    assert 'href="/staff/keys/"' not in desk_page and 'href="/staff/audit/"' not in desk_page
