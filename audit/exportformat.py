@@ -16,11 +16,12 @@ checkpoint lines too: one changed byte anywhere fails verification.
 
 from __future__ import annotations
 
+import binascii
 import csv
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -114,6 +115,45 @@ class SegmentStats:
     sha256: str = ""
 
 
+def _write_preamble(
+    out: _Hashing,
+    header: Mapping[str, Any],
+    start_sequence: int,
+    start_prev_hash: str,
+    checkpoints: list[Checkpoint],
+    filters: Filters,
+) -> None:
+    out.line(
+        {
+            "type": "header",
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "first_sequence": start_sequence,
+            "start_prev_hash": start_prev_hash,
+            "filters": filters.as_dict(),
+            **header,
+        }
+    )
+    for checkpoint in checkpoints:
+        out.line({"type": "checkpoint", **checkpoint.__dict__})
+
+
+def _write_footer(out: _Hashing, stats: SegmentStats, signer: Signer) -> None:
+    footer: dict[str, Any] = {
+        "type": "footer",
+        "events": stats.events,
+        "links": stats.links,
+        "last_sequence": stats.last_sequence,
+        "last_hash": stats.last_hash,
+        "sha256": digest_text(out.digest.digest()),
+        "key_id": signer.key_id,
+        "algorithm": signer.algorithm,
+    }
+    footer["signature"] = signer.sign(footer_message(footer))
+    out.line(footer)
+    stats.sha256 = digest_text(out.digest.digest())
+
+
 def write_segment(
     *,
     jsonl: BinaryIO,
@@ -130,19 +170,7 @@ def write_segment(
 ) -> SegmentStats:
     """Stream one chain segment into JSONL (and matching events into CSV), verifying as it goes."""
     out = _Hashing(jsonl)
-    out.line(
-        {
-            "type": "header",
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "first_sequence": start_sequence,
-            "start_prev_hash": start_prev_hash,
-            "filters": filters.as_dict(),
-            **header,
-        }
-    )
-    for checkpoint in checkpoints:
-        out.line({"type": "checkpoint", **checkpoint.__dict__})
+    _write_preamble(out, header, start_sequence, start_prev_hash, checkpoints, filters)
     writer = csv.writer(_TextSink(csv_sink)) if csv_sink is not None else None
     if writer is not None:
         writer.writerow(_CSV_COLUMNS)
@@ -183,19 +211,161 @@ def write_segment(
         if progress is not None and processed % progress_every == 0:
             progress(processed)
     stats.verification = verifier.finish()
-    footer: dict[str, Any] = {
-        "type": "footer",
-        "events": stats.events,
-        "links": stats.links,
-        "last_sequence": stats.last_sequence,
-        "last_hash": stats.last_hash,
-        "sha256": digest_text(out.digest.digest()),
-        "key_id": signer.key_id,
-        "algorithm": signer.algorithm,
-    }
-    footer["signature"] = signer.sign(footer_message(footer))
-    out.line(footer)
-    stats.sha256 = digest_text(out.digest.digest())
+    _write_footer(out, stats, signer)
+    if progress is not None:
+        progress(processed)
+    return stats
+
+
+# One prepared row of the fast export path: a line of PostgreSQL's COPY text
+# output (no newline) with nine tab-separated fields,
+#     sequence, prev_hash, hash, head, details_text, tail, action, outcome, actor_role
+# where head + canonical(details) + tail + ',"v":1}' is the event's canonical
+# JSON when the database rendered every value as audit.chain does. head holds
+# the fields that sort before "details", tail those after it (without "v").
+PreparedRow = bytes
+
+
+def _canonical_details(text: bytes) -> bytes:
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def write_segment_rows(
+    *,
+    jsonl: BinaryIO,
+    csv_sink: BinaryIO | None,
+    header: Mapping[str, Any],
+    batches: Iterable[Sequence[PreparedRow]],
+    fetch_record: Callable[[int], Mapping[str, Any]],
+    start_sequence: int,
+    start_prev_hash: str,
+    checkpoints: list[Checkpoint],
+    filters: Filters,
+    signer: Signer,
+    progress: Callable[[int], None] | None = None,
+    progress_every: int = 1000,
+) -> SegmentStats:
+    """write_segment over rows the database pre-rendered; the same output, byte for byte.
+
+    Every event is still re-hashed here: SHA-256 over the candidate canonical
+    bytes must equal the stored hash, and those very bytes (plus the hash and
+    the type) become the JSONL line, so what ships is exactly what was hashed.
+    A row whose candidate does not match (something the database renders
+    differently, e.g. escaped or non-ASCII text, or real tampering), that
+    breaks the sequence or the link, or that a checkpoint covers goes through
+    the ordinary per-record path (`fetch_record` reads it through the ORM) and
+    the ChainVerifier, which reports any problem exactly as write_segment does.
+    """
+    out = _Hashing(jsonl)
+    _write_preamble(out, header, start_sequence, start_prev_hash, checkpoints, filters)
+    writer = csv.writer(_TextSink(csv_sink)) if csv_sink is not None else None
+    if writer is not None:
+        writer.writerow(_CSV_COLUMNS)
+    verifier = ChainVerifier(
+        str(header["chain"]),
+        start_sequence=start_sequence,
+        start_prev_hash=start_prev_hash,
+        checkpoints=checkpoints,
+        signer=signer,
+    )
+    result = verifier.result
+    stats = SegmentStats()
+    checkpoint_at = {c.sequence for c in checkpoints}
+    decode = writer is not None or bool(filters.as_dict())
+    counts: Counter[tuple[bytes, bytes, bytes]] = Counter()
+    # digest_text() without its Python-level wrappers: base64, cut to 43, made url-safe.
+    sha256, b64, to_url = hashlib.sha256, binascii.b2a_base64, bytes.maketrans(b"+/", b"-_")
+    loads, digest, sink = json.loads, out.digest, out.sink
+    expected, prev = start_sequence, start_prev_hash.encode()
+    pending = 0  # events verified inline since the verifier was last brought up to date
+    processed, next_report = 0, progress_every
+    last_sequence: int | None = None
+    last_hash = b""
+
+    def sync() -> None:
+        # Bring the ChainVerifier up to date with the events verified inline
+        # (the same bookkeeping as its _after() for an event without checkpoint).
+        nonlocal pending
+        if pending:
+            if result.first_sequence is None:
+                result.first_sequence = expected - pending
+            result.events_checked += pending
+            result.last_sequence, result.last_hash = expected - 1, prev.decode()
+            verifier._next, verifier._prev_hash = expected, prev.decode()  # noqa: SLF001
+            pending = 0
+
+    def emit(record: Mapping[str, Any], parts: list[bytes]) -> None:
+        # The ordinary path, as in write_segment.
+        if filters.matches(record):
+            parts.append(dumps_line({"type": "event", **record}))
+            stats.events += 1
+            action, outcome, role = (str(record[k]).encode() for k in ("action", "outcome", "actor_role"))
+            counts[(action, outcome, role)] += 1
+            if writer is not None:
+                writer.writerow([_csv_cell(record[c]) for c in _CSV_COLUMNS])
+        else:
+            link = {"type": "link", "sequence": record["sequence"], "prev_hash": record["prev_hash"]}
+            parts.append(dumps_line({**link, "hash": record["hash"]}))
+            stats.links += 1
+
+    for batch in batches:
+        parts: list[bytes] = []
+        for raw in batch:
+            fields = raw.split(b"\t")
+            sequence = int(fields[0])
+            line = None
+            stored = fields[2] if len(fields) == 9 else b""
+            if len(fields) == 9 and sequence == expected and fields[1] == prev and b"\\" not in raw:
+                head, details, tail = fields[3], fields[4], fields[5]
+                canonical = details.replace(b": ", b":").replace(b", ", b",")
+                if b64(sha256(head + canonical + tail + b',"v":1}').digest())[:43].translate(to_url) != stored:
+                    try:
+                        canonical = _canonical_details(details)
+                    except ValueError:
+                        canonical = b""
+                    if b64(sha256(head + canonical + tail + b',"v":1}').digest())[:43].translate(to_url) != stored:
+                        canonical = b""
+                if canonical:
+                    line = head + canonical + b',"hash":"' + stored + b'"' + tail + b',"type":"event"}\n'
+            if line is not None and sequence not in checkpoint_at:
+                expected, prev = sequence + 1, stored
+                pending += 1
+                if decode:
+                    record = loads(line)
+                    del record["type"]
+                    emit(record, parts)
+                else:
+                    parts.append(line)
+                    stats.events += 1
+                    counts[(fields[6], fields[7], fields[8])] += 1
+            else:
+                sync()
+                record = dict(loads(line)) if line is not None else dict(fetch_record(sequence))
+                record.pop("type", None)
+                verifier.add_event(record)
+                expected, prev = verifier._next, verifier._prev_hash.encode()  # noqa: SLF001
+                emit(record, parts)
+                stored = str(record["hash"]).encode()
+            if last_sequence is None:
+                stats.first_sequence = sequence
+            last_sequence, last_hash = sequence, stored
+        if parts:
+            blob = b"".join(parts)
+            digest.update(blob)
+            sink.write(blob)
+        processed += len(batch)
+        if progress is not None and processed >= next_report:
+            progress(processed)
+            next_report = (processed // progress_every + 1) * progress_every
+    sync()
+    for (action, outcome, role), n in counts.items():
+        stats.by_action[action.decode()] += n
+        stats.by_outcome[outcome.decode()] += n
+        stats.by_role[role.decode() or "(none)"] += n
+    stats.last_sequence = last_sequence
+    stats.last_hash = last_hash.decode()
+    stats.verification = verifier.finish()
+    _write_footer(out, stats, signer)
     if progress is not None:
         progress(processed)
     return stats

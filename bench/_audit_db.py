@@ -13,12 +13,20 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("SETTLE_ENV", "test")
 
 
-def setup(name: str) -> Any:
-    """Django with a fresh database `test_bench_<name>` (migrated); returns the connection."""
+def setup(name: str, extra_apps: tuple[str, ...] = ()) -> Any:
+    """Django with a fresh database `test_bench_<name>` (migrated); returns the connection.
+
+    `extra_apps` are added to INSTALLED_APPS for this process only (benchmark-only
+    comparisons such as django-auditlog).
+    """
     import django
 
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL=postgres://... (the benchmarks compare against PostgreSQL's own INSERT/COPY)")
+    if extra_apps:
+        from django.conf import settings
+
+        settings.INSTALLED_APPS = [*settings.INSTALLED_APPS, *extra_apps]
     django.setup()
     from django.db import connection
 

@@ -5,22 +5,62 @@
 Each append is its own transaction, as in the application (an act and its
 event commit together). The plain INSERT writes the same columns into a copy
 of the table without triggers, chain lock or hashing. Target: ratio >= 0.5.
+
+django-auditlog (benchmark-only, never a project dependency) is compared too
+when it is installed in a throw-away directory:
+
+    .venv/bin/pip install --target /tmp/auditlog-deps django-auditlog
+
+That directory goes at the END of sys.path, so only `auditlog` itself comes
+from it (Django and the rest from the venv). Its append is one
+LogEntry.objects.log_create() of an update to a registered model, one
+transaction each. Without the directory that line is skipped and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 import uuid
+from pathlib import Path
 
 from _audit_db import setup, teardown
+
+AUDITLOG_DEPS = os.environ.get("AUDITLOG_DEPS", "/tmp/auditlog-deps")  # noqa: S108 - a throw-away benchmark directory
+
+
+def _auditlog_available() -> bool:
+    if not (Path(AUDITLOG_DEPS) / "auditlog").is_dir():
+        return False
+    sys.path.append(AUDITLOG_DEPS)
+    return True
+
+
+def _auditlog_rate(tenant: object, events: int) -> float:
+    """Appends per second through django-auditlog's log_create, one transaction each."""
+    from auditlog.models import LogEntry  # type: ignore[import-not-found]
+    from auditlog.registry import auditlog  # type: ignore[import-not-found]
+    from django.db import transaction
+
+    auditlog.register(type(tenant))
+    for n in range(50):
+        with transaction.atomic():
+            LogEntry.objects.log_create(tenant, action=LogEntry.Action.UPDATE, changes={"name": ["a", f"w{n}"]})
+    started = time.perf_counter()
+    for n in range(events):
+        with transaction.atomic():
+            LogEntry.objects.log_create(tenant, action=LogEntry.Action.UPDATE, changes={"name": ["a", f"R-{n}"]})
+    return events / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=3000)
     args = parser.parse_args()
-    connection = setup("append")
+    with_auditlog = _auditlog_available()
+    connection = setup("append", extra_apps=("auditlog",) if with_auditlog else ())
     old_name = connection.settings_dict["NAME"]
     try:
         from django.db import transaction
@@ -77,6 +117,12 @@ def main() -> None:
         print(f"chained recorder: {chained_rate:,.0f} events/s ({chained * 1e6 / args.events:,.0f} us/event)")
         print(f"plain INSERT:     {plain_rate:,.0f} events/s ({plain * 1e6 / args.events:,.0f} us/event)")
         print(f"ratio chained/plain: {chained_rate / plain_rate:.2f} (target >= 0.5)")
+        if with_auditlog:
+            auditlog_rate = _auditlog_rate(tenant, args.events)
+            print(f"django-auditlog:  {auditlog_rate:,.0f} events/s ({1e6 / auditlog_rate:,.0f} us/event)")
+            print(f"ratio chained/django-auditlog: {chained_rate / auditlog_rate:.2f}")
+        else:
+            print(f"django-auditlog: not installed in {AUDITLOG_DEPS}; skipped (see the module docstring)")
     finally:
         teardown(connection, old_name)
 

@@ -3,8 +3,10 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/audit_export.py [--events 1000000]
 
 Fills one chain with N hashed events (through COPY, fast), then times
-1. the export path (audit.services.integrity.chain_events -> exportformat.write_segment:
-   re-hashes and verifies every event, writes canonical JSONL, AES-GCM encrypts),
+1. the export path (audit.services.exports.write_chain_segment, the function export_build uses:
+   on PostgreSQL the database pre-renders each event's canonical JSON, then
+   exportformat.write_segment_rows re-hashes and verifies every event, writes the
+   JSONL lines, hashes the file and AES-GCM encrypts it; no CSV, as before),
 2. `COPY (SELECT the same columns ORDER BY sequence) TO STDOUT` into a null sink,
 each in a fresh child process whose peak RSS (ru_maxrss) is reported.
 Targets: export time >= 0.5x COPY's speed; peak RSS < 200 MB.
@@ -133,9 +135,10 @@ def phase(name: str) -> None:
     connection.settings_dict["NAME"] = DB_NAME
     from audit.chain import GENESIS
     from audit.crypto import EncryptingWriter, LocalKeyWrapper
-    from audit.exportformat import Filters, write_segment
+    from audit.exportformat import Filters
     from audit.models import AuditChain
-    from audit.services.integrity import EVENT_COLUMNS, chain_events, checkpoints_of
+    from audit.services.exports import write_chain_segment
+    from audit.services.integrity import EVENT_COLUMNS, checkpoints_of
     from audit.signing import current_signer
 
     chain = AuditChain.objects.get(tenant__slug="bench-export")
@@ -145,12 +148,13 @@ def phase(name: str) -> None:
         encrypted = EncryptingWriter(sink, context={"bench": "1"}, wrapper=LocalKeyWrapper(b"k" * 32))  # type: ignore[arg-type]
         with connection.cursor() as cursor:
             cursor.execute("SET statement_timeout = 0")
-        stats = write_segment(
+        stats = write_chain_segment(
+            chain=chain,
+            first=1,
+            last=chain.last_sequence,
             jsonl=encrypted,
             csv_sink=None,
             header={"chain": chain.key},
-            records=chain_events(chain),  # type: ignore[arg-type]
-            start_sequence=1,
             start_prev_hash=GENESIS,
             checkpoints=checkpoints_of(chain),
             filters=Filters(),
