@@ -316,8 +316,10 @@ class LocalStripe:
             return bytes(response.read())
 
     def reset(self) -> None:
-        """Forget every object (customers, intents, webhooks...)."""
+        """Forget every object and every registered webhook, so events of an
+        earlier test's intents are never delivered to a later test."""
         self.request("DELETE", "/_config/data")
+        self.request("DELETE", "/_config/webhooks")
 
 
 @pytest.fixture(scope="session")

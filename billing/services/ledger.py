@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from billing.models import EntryKind, LedgerEntry, Patient, Payment, PaymentStatus, Statement
 from portal.money import Money
@@ -29,9 +29,15 @@ def patient_balance(*, patient: Patient, currency: str) -> Money:
 
 
 def statement_in_flight(*, statement: Statement) -> Money:
-    total = Payment.objects.filter(statement=statement, status__in=IN_FLIGHT_STATUSES).aggregate(
-        total=Sum("amount_minor")
-    )["total"]
+    # An attempt the processor never acknowledged (we told the patient they
+    # were not charged) does not hold the balance back; if its charge did go
+    # through after all, the webhook credits it and staff refund any excess.
+    unacknowledged = Q(status=PaymentStatus.CREATED, processor_unreachable_at__isnull=False)
+    total = (
+        Payment.objects.filter(statement=statement, status__in=IN_FLIGHT_STATUSES)
+        .exclude(unacknowledged)
+        .aggregate(total=Sum("amount_minor"))["total"]
+    )
     return Money(int(total or 0), statement.currency)
 
 

@@ -8,6 +8,9 @@ each other's objects.
 
     python -m portal.devtools.localstripe_server --port 8420 [--store PATH]
 
+Besides localstripe's own routes it answers DELETE /_config/webhooks, which
+unregisters every webhook (tests reset with it).
+
 Development and test tool only; never imported by the portal itself.
 """
 
@@ -51,7 +54,22 @@ def main() -> None:
     from localstripe.server import app
 
     store.try_load_from_disk()
+    app.router.add_delete("/_config/webhooks", _forget_webhooks)
     web.run_app(app, host=args.host, port=args.port, print=None)
+
+
+async def _forget_webhooks(request: object) -> object:
+    """DELETE /_config/webhooks: unregister every webhook.
+
+    localstripe has no way to do this, and `DELETE /_config/data` keeps them,
+    so events of one test's intents would otherwise be delivered (a second
+    later) to the next test's server.
+    """
+    from aiohttp import web
+    from localstripe import webhooks
+
+    webhooks._webhooks.clear()
+    return web.Response()
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 
 from billing.models import CardCheckPolicy, CheckResult, EntryKind, LedgerEntry, Payment, PaymentStatus
+from billing.services.ledger import statement_payable
 from billing.services.payment_states import can_transition
-from billing.tasks import payments_settle_stuck_for_tenant
+from billing.services.sweep import payments_settle_stuck_for_tenant
 from portal.tenancy.context import tenant_scope
 from tests.billing.conftest import open_checkout
 
@@ -96,3 +97,39 @@ def test_sweep_settles_a_payment_whose_webhook_never_came(make_bill, fake_proces
 )
 def test_transition_table(current, new, allowed):
     assert can_transition(current, new) is allowed
+
+
+def test_sweep_cancels_an_attempt_abandoned_at_three_d_secure(make_bill, fake_processor):
+    bill = make_bill()
+    fake_processor.create_outcome = "requires_action"
+    body, payment = _pay(bill, fake_processor)
+    assert payment.status == PaymentStatus.REQUIRES_ACTION
+    with tenant_scope(bill.tenant):
+        # While the bank waits for the patient, the amount is held back.
+        assert statement_payable(statement=bill.statement).minor_units == 0
+
+    # Still waiting, but not yet abandoned: retrieved and left alone.
+    payments_settle_stuck_for_tenant(tenant=bill.tenant, older_than=timedelta(seconds=-1))
+    assert fake_processor.calls_named("cancel_payment") == []
+
+    payments_settle_stuck_for_tenant(
+        tenant=bill.tenant, older_than=timedelta(seconds=-1), abandoned_after=timedelta(seconds=-1)
+    )
+
+    (cancel,) = fake_processor.calls_named("cancel_payment")
+    assert cancel["idempotency_key"].endswith("-1-abandon")
+    with tenant_scope(bill.tenant):
+        payment.refresh_from_db()
+        assert payment.status == PaymentStatus.CANCELED
+        assert statement_payable(statement=bill.statement).minor_units == 12_500
+        assert not LedgerEntry.objects.filter(kind=EntryKind.PAYMENT).exists()
+
+
+def test_an_attempt_the_processor_never_acknowledged_does_not_hold_the_balance(make_bill, fake_processor):
+    bill = make_bill()
+    fake_processor.create_outcome = "unavailable"
+    body, payment = _pay(bill, fake_processor)
+    assert body["state"] == "unavailable" and payment.status == PaymentStatus.CREATED
+    with tenant_scope(bill.tenant):
+        # The patient was told they were not charged: they may pay in full again.
+        assert statement_payable(statement=bill.statement).minor_units == 12_500

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 import pytest
@@ -52,3 +53,65 @@ def test_each_test_starts_with_an_empty_localstripe(localstripe):
 def test_webhook_registration_round_trips(localstripe):
     body = json.dumps({"url": "http://127.0.0.1:9/webhooks/", "secret": "whsec_alpha"}).encode()
     localstripe.request("POST", "/_config/webhooks/alpha", body)
+
+
+def _charge_succeeds(localstripe) -> None:
+    """A successful PaymentIntent: localstripe sends payment_intent.succeeded a second later."""
+    from billing.processor.stripe_processor import StripeProcessor
+    from tests.billing.test_stripe_localstripe import browser_confirm_setup
+
+    processor = StripeProcessor(secret_key="sk_test_devtools", publishable_key="pk_test_devtools")
+    setup = processor.create_setup_intent(metadata={}, idempotency_key="devtools-setup")
+    browser_confirm_setup(localstripe.base_url, setup.client_secret, "4242424242424242")
+    method = processor.retrieve_setup_intent(setup.id).payment_method_id
+    assert method
+    processor.create_payment(
+        amount=500,
+        currency="USD",
+        payment_method_id=method,
+        capture_method="automatic",
+        metadata={},
+        idempotency_key="devtools-pay",
+    )
+
+
+@pytest.fixture
+def webhook_listener():
+    """A loopback HTTP server that counts the webhook deliveries it receives."""
+    import http.server
+    import threading
+
+    received: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            received.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def test_reset_unregisters_webhooks_so_events_do_not_leak_into_later_tests(localstripe, webhook_listener):
+    url, received = webhook_listener
+    body = json.dumps({"url": url, "secret": "whsec_leak"}).encode()
+    localstripe.request("POST", "/_config/webhooks/leak", body)
+    _charge_succeeds(localstripe)
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert received, "a registered webhook gets the event (control)"
+
+    received.clear()
+    localstripe.request("POST", "/_config/webhooks/leak", body)
+    _charge_succeeds(localstripe)
+    localstripe.reset()
+    time.sleep(2)  # localstripe delivers a second after the event
+    assert received == []
