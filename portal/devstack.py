@@ -293,7 +293,7 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         )
     lines += [
         "",
-        f"  localstripe      {STRIPE_BASE}  (fresh store: {store.relative_to(BASE_DIR)})",
+        f"  localstripe      {STRIPE_BASE}  (fresh store: {_shown_path(store)})",
         f"  Database         {_database_label(settings.DATABASES['default'])}",
         f"  Web server       runserver on {WEB_BASE} ({'autoreload on' if reload else 'autoreload off'})",
     ]
@@ -392,6 +392,11 @@ def run(*, reload: bool) -> int:
         if children:
             say("==> Stopped")
     return exit_status
+
+
+def _shown_path(path: Path) -> Path:
+    """`path` relative to the project when it is inside it (SETTLE_VAR_DIR may be elsewhere)."""
+    return path.relative_to(BASE_DIR) if path.is_relative_to(BASE_DIR) else path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

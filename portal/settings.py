@@ -138,6 +138,12 @@ if PRODUCTION:
 else:
     _database_url = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'settle.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" and SETTLE_ENV == "development":
+    # The embedded default serves requests on threads: writers take the
+    # database lock when their transaction begins and wait for each other,
+    # instead of failing with "database is locked" when two audited acts
+    # append to one chain at once.
+    DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 if PRODUCTION and DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("production requires PostgreSQL (DATABASE_URL=postgres://...)")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
