@@ -154,6 +154,32 @@ def _write_footer(out: _Hashing, stats: SegmentStats, signer: Signer) -> None:
     stats.sha256 = digest_text(out.digest.digest())
 
 
+def _open_segment(
+    jsonl: BinaryIO,
+    csv_sink: BinaryIO | None,
+    header: Mapping[str, Any],
+    start_sequence: int,
+    start_prev_hash: str,
+    checkpoints: list[Checkpoint],
+    filters: Filters,
+    signer: Signer,
+) -> tuple[_Hashing, Any, ChainVerifier]:
+    """Write the preamble and CSV header; the verifier that checks the segment's events."""
+    out = _Hashing(jsonl)
+    _write_preamble(out, header, start_sequence, start_prev_hash, checkpoints, filters)
+    writer = csv.writer(_TextSink(csv_sink)) if csv_sink is not None else None
+    if writer is not None:
+        writer.writerow(_CSV_COLUMNS)
+    verifier = ChainVerifier(
+        str(header["chain"]),
+        start_sequence=start_sequence,
+        start_prev_hash=start_prev_hash,
+        checkpoints=checkpoints,
+        signer=signer,
+    )
+    return out, writer, verifier
+
+
 def write_segment(
     *,
     jsonl: BinaryIO,
@@ -169,17 +195,8 @@ def write_segment(
     progress_every: int = 1000,
 ) -> SegmentStats:
     """Stream one chain segment into JSONL (and matching events into CSV), verifying as it goes."""
-    out = _Hashing(jsonl)
-    _write_preamble(out, header, start_sequence, start_prev_hash, checkpoints, filters)
-    writer = csv.writer(_TextSink(csv_sink)) if csv_sink is not None else None
-    if writer is not None:
-        writer.writerow(_CSV_COLUMNS)
-    verifier = ChainVerifier(
-        str(header["chain"]),
-        start_sequence=start_sequence,
-        start_prev_hash=start_prev_hash,
-        checkpoints=checkpoints,
-        signer=signer,
+    out, writer, verifier = _open_segment(
+        jsonl, csv_sink, header, start_sequence, start_prev_hash, checkpoints, filters, signer
     )
     stats = SegmentStats()
     processed = 0
@@ -256,17 +273,8 @@ def write_segment_rows(
     the ordinary per-record path (`fetch_record` reads it through the ORM) and
     the ChainVerifier, which reports any problem exactly as write_segment does.
     """
-    out = _Hashing(jsonl)
-    _write_preamble(out, header, start_sequence, start_prev_hash, checkpoints, filters)
-    writer = csv.writer(_TextSink(csv_sink)) if csv_sink is not None else None
-    if writer is not None:
-        writer.writerow(_CSV_COLUMNS)
-    verifier = ChainVerifier(
-        str(header["chain"]),
-        start_sequence=start_sequence,
-        start_prev_hash=start_prev_hash,
-        checkpoints=checkpoints,
-        signer=signer,
+    out, writer, verifier = _open_segment(
+        jsonl, csv_sink, header, start_sequence, start_prev_hash, checkpoints, filters, signer
     )
     result = verifier.result
     stats = SegmentStats()
