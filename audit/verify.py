@@ -81,6 +81,17 @@ def _checkpoint(number: int, obj: dict[str, Any]) -> Checkpoint:
         raise Invalid(f"line {number}: malformed checkpoint") from None
 
 
+def _segment_verifier(header: dict[str, Any], checkpoints: list[Checkpoint], signer: Signer | None) -> ChainVerifier:
+    """The verifier for the events after the header (and any checkpoints) were read."""
+    return ChainVerifier(
+        str(header.get("chain")),
+        start_sequence=int(header["first_sequence"]),
+        start_prev_hash=str(header["start_prev_hash"]),
+        checkpoints=checkpoints,
+        signer=signer,
+    )
+
+
 def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
     """Verify one JSONL export/segment. Raises Invalid for structural damage."""
     digest = hashlib.sha256()
@@ -114,13 +125,7 @@ def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
             checkpoints.append(_checkpoint(number, obj))
             continue
         if verifier is None:
-            verifier = ChainVerifier(
-                str(header.get("chain")),
-                start_sequence=int(header["first_sequence"]),
-                start_prev_hash=str(header["start_prev_hash"]),
-                checkpoints=checkpoints,
-                signer=signer,
-            )
+            verifier = _segment_verifier(header, checkpoints, signer)
         try:
             if kind == "event":
                 if set(obj) != {"type", *HASHED_FIELDS, "hash"}:
@@ -137,13 +142,7 @@ def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
     if footer is None:
         raise Invalid("the footer is missing: the file is truncated")
     if verifier is None:
-        verifier = ChainVerifier(
-            str(header.get("chain")),
-            start_sequence=int(header["first_sequence"]),
-            start_prev_hash=str(header["start_prev_hash"]),
-            checkpoints=checkpoints,
-            signer=signer,
-        )
+        verifier = _segment_verifier(header, checkpoints, signer)
     result = verifier.finish()
     report = Report(ok=result.ok)
     counted = result.events_checked + result.links_checked
