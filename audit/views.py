@@ -36,11 +36,11 @@ REPORT_SIZE = 200
 
 
 def _who(request: HttpRequest) -> dict[str, Any]:
-    return {"actor": request.user, "actor_role": request.membership.role, "request": request}  # type: ignore[attr-defined]
+    return {"actor": request.user, "actor_role": request.access.role, "request": request}  # type: ignore[attr-defined]
 
 
 def _link_actor(request: HttpRequest) -> dict[str, Any]:
-    return {"user": request.user, "actor_role": request.membership.role}  # type: ignore[attr-defined]
+    return {"user": request.user, "actor_role": request.access.role}  # type: ignore[attr-defined]
 
 
 def _page_context(request: HttpRequest, events: Any) -> dict[str, Any]:
@@ -242,7 +242,7 @@ def download(request: HttpRequest, token: str) -> HttpResponse:
         tenant=request.tenant,  # type: ignore[attr-defined]
         token=token,
         user=request.user,
-        actor_role=request.membership.role,  # type: ignore[attr-defined]
+        actor_role=request.access.role,  # type: ignore[attr-defined]
         request=request,
     )
     if use.status == "missing":

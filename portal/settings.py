@@ -12,6 +12,7 @@ the typed readers in portal.env. SETTLE_ENV selects the mode:
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -85,6 +86,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "portal",
     "security",
     "audit",
@@ -104,11 +109,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): True once a second factor was given this session.
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     # Staff idle (15 min) and absolute (12 h) session limits; after auth and messages.
     "security.sessions.StaffSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Last, so it sees the lockout flag set by the authentication backend.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -188,7 +197,42 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "security.passwords.BreachedPasswordValidator"},
 ]
 LOGIN_URL = "staff:login"
-LOGIN_REDIRECT_URL = "staff:payments"
+LOGIN_REDIRECT_URL = "staff:dashboard"
+# The axes backend first: it refuses a locked-out account or IP before any
+# password is checked (and so before any timing difference).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
+# --- Lockout (django-axes for sign-ins and second factors; security.lockout for
+# guest statement look-ups), one policy for both: SECURITY.md "Lockout".
+SETTLE_LOCKOUT_FAILURES = 10
+SETTLE_LOCKOUT_MINUTES = 30
+AXES_FAILURE_LIMIT = SETTLE_LOCKOUT_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=SETTLE_LOCKOUT_MINUTES)
+# Per account OR per IP: either reaching the limit locks.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# The same address the rest of the portal uses: X-Forwarded-For counts only
+# through SETTLE_TRUSTED_PROXY_COUNT trusted proxies, so forging it dodges nothing.
+AXES_CLIENT_IP_CALLABLE = "portal.net.client_ip"
+AXES_USERNAME_CALLABLE = "security.login_lockout.axes_username"
+AXES_LOCKOUT_CALLABLE = "security.auth_views.locked_out"
+# Counters are cleared only after both factors succeed (security.mfa), so a
+# known password cannot be used to reset the second-factor failure count.
+AXES_RESET_ON_SUCCESS = False
+# A lock lasts 30 minutes from when it was set; attempts while locked do not extend it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_SENSITIVE_PARAMETERS = ["password", "otp_token", "new_password1", "new_password2", "old_password"]
+AXES_ENABLE_ACCESS_FAILURE_LOG = False
+AXES_VERBOSE = False
+
+# --- Second factor (django-otp) -----------------------------------------------------
+OTP_TOTP_ISSUER = "Settle"
+# Throttle between wrong codes doubles each time (1 s, 2 s, 4 s, ...); lockout
+# above ends the run after 10.
+OTP_TOTP_THROTTLE_FACTOR = 1
+OTP_STATIC_THROTTLE_FACTOR = 1
 
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_HTTPONLY = True
@@ -352,5 +396,8 @@ LOGGING = {
         "django.db.backends": {"level": "WARNING"},
         # The stripe library logs every request at INFO; ids only, but noisy.
         "stripe": {"level": "WARNING"},
+        # axes logs the attempted username (an email, or a mistyped password)
+        # at WARNING; failures are counted in its tables and audited instead.
+        "axes": {"level": "ERROR"},
     },
 }

@@ -14,7 +14,9 @@ urlpatterns = [
     path("staff/audit/", include("audit.urls")),
     path("staff/sessions/", include("security.urls_sessions")),
     path("staff/keys/", include("security.urls")),
-    path("staff/", include("billing.urls_staff")),
+    path("staff/team/", include("security.urls_team")),
+    path("staff/break-glass/", include("security.urls_breakglass")),
+    path("staff/", include("portal.urls_staff")),
     path("", include("billing.urls_patient")),
 ]
 

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from security.permissions import ROLE_PERMISSIONS
-
 
 def staff_permissions(request: HttpRequest) -> dict[str, Any]:
-    # Set by require_permission on staff views; absent elsewhere (no links).
-    membership = getattr(request, "membership", None)
-    permissions = ROLE_PERMISSIONS.get(membership.role, frozenset()) if membership is not None else frozenset()
-    return {"staff_permissions": permissions}
+    # request.access is set by require_permission on staff views; elsewhere
+    # there is none and the navigation offers no links.
+    access = getattr(request, "access", None)
+    return {
+        "staff_permissions": access.permissions if access is not None else frozenset(),
+        "staff_access": access,
+    }

@@ -78,6 +78,58 @@ class Membership(TenantOwnedModel):
         return f"{self.user_id}@{self.tenant_id}:{self.role}"
 
 
+class StaffInvitation(TenantOwnedModel):
+    """An invitation to join a clinic's staff in a role (security.invitations).
+
+    The link carries a random token; only its SHA-256 is stored, so the
+    table cannot be used to accept an invitation. Single use (accepted_at),
+    expiring (expires_at), revocable (revoked_at), bound to its clinic: the
+    token is looked up only within the clinic whose host serves the link.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    email = models.EmailField()
+    role = models.CharField(max_length=32, choices=Role.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"invitation {self.public_id} ({self.role})"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class BreakGlassGrant(TenantOwnedModel):
+    """Emergency access of a platform operator to one clinic (security.breakglass).
+
+    Time-boxed (expires_at), with a reason, ended early by ended_at. While a
+    grant is live the operator acts in the clinic with the break-glass
+    permissions (security.permissions); every act is audited as usual, and
+    starting and ending the grant are audited and announced to clinic admins.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    operator = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    reason = models.TextField(max_length=1000)
+    started_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"break-glass {self.public_id}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.ended_at is None and self.expires_at > timezone.now()
+
+
 class LockoutCounter(models.Model):
     """Failures counted against one key (an IP, an account, a statement).
 

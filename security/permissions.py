@@ -7,35 +7,70 @@ tests walk the URL configuration and fail on a view that declares neither.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
+from django.urls import reverse
+from django.utils.http import urlencode
 
-from security.models import Membership, Role
+from security.models import BreakGlassGrant, Membership, Role
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponseBase])
 
 # Permission name -> what it allows. Names are stable identifiers.
 PERMISSIONS: dict[str, str] = {
+    "dashboard.view": "See the staff dashboard",
     "payments.view": "See payments, ledgers and balances",
     "patients.view": "See patients and their statements",
     "audit.view": "Search the audit trail, see access reports and verify the chain",
     "audit.export": "Export the audit trail and download exports",
     "account.sessions": "See and end one's own sessions",
+    "account.manage": "Change one's own password and recovery codes",
     "keys.rotate": "See the clinic's data keys and rotations, and start a key rotation",
+    "staff.manage": "Invite staff, change roles, deactivate, reset MFA and unlock accounts",
+    "platform.break_glass": "Start and end emergency access to a clinic (platform operators)",
 }
+
+_EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PATIENT: frozenset(),
-    Role.FRONT_DESK: frozenset({"payments.view", "patients.view", "account.sessions"}),
-    Role.BILLING_MANAGER: frozenset({"payments.view", "patients.view", "account.sessions"}),
-    Role.CLINIC_ADMIN: frozenset({"payments.view", "patients.view", "keys.rotate", "account.sessions"}),
-    Role.COMPLIANCE_OFFICER: frozenset({"payments.view", "audit.view", "audit.export", "account.sessions"}),
+    Role.FRONT_DESK: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view"},
+    Role.BILLING_MANAGER: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view"},
+    Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "keys.rotate", "staff.manage"},
+    Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
+
+# A platform operator with no membership at a clinic: only the break-glass page.
+PLATFORM_OPERATOR_ROLE = "platform_operator"
+OPERATOR_PERMISSIONS: frozenset[str] = frozenset({"platform.break_glass"})
+
+# A platform operator during a live break-glass grant at the clinic: enough to
+# diagnose and to restore the clinic's own admins (unlock, MFA reset), not to
+# export the audit trail or rotate keys.
+BREAK_GLASS_ROLE = "break_glass"
+ROLE_PERMISSIONS[BREAK_GLASS_ROLE] = OPERATOR_PERMISSIONS | {
+    "dashboard.view",
+    "payments.view",
+    "patients.view",
+    "audit.view",
+    "staff.manage",
+}
+
+# Every persona the role x view matrix checks, with what it may do.
+ACCESS_ROLES: tuple[str, ...] = (*Role.values, PLATFORM_OPERATOR_ROLE, BREAK_GLASS_ROLE)
+
+
+def permissions_for_role(role: str) -> frozenset[str]:
+    if role == PLATFORM_OPERATOR_ROLE:
+        return OPERATOR_PERMISSIONS
+    return ROLE_PERMISSIONS.get(role, frozenset())
+
 
 # Where a view may be served: on a tenant's host or on the platform host.
 TENANT_HOST = "tenant"
@@ -66,6 +101,28 @@ def public_view(*, host: str) -> Callable[[ViewFunc], ViewFunc]:
     return decorator
 
 
+@dataclass(frozen=True)
+class StaffAccess:
+    """Who the signed-in user is at this clinic, for this request.
+
+    `role` is a Role value, PLATFORM_OPERATOR_ROLE or BREAK_GLASS_ROLE; audit
+    events record it as the actor's role.
+    """
+
+    role: str
+    permissions: frozenset[str]
+    membership: Membership | None = None
+    grant: BreakGlassGrant | None = None
+
+    @property
+    def label(self) -> str:
+        if self.role == PLATFORM_OPERATOR_ROLE:
+            return "Platform operator"
+        if self.role == BREAK_GLASS_ROLE:
+            return "Platform operator (emergency access)"
+        return str(Role(self.role).label)
+
+
 def membership_for(request: HttpRequest) -> Membership | None:
     user = request.user
     tenant = getattr(request, "tenant", None)
@@ -74,8 +131,34 @@ def membership_for(request: HttpRequest) -> Membership | None:
     return Membership.objects.filter(tenant=tenant, user=user, is_active=True).first()
 
 
+def staff_access_for(request: HttpRequest) -> StaffAccess | None:
+    """The access of the request's user at the request's clinic, or None."""
+    membership = membership_for(request)
+    if membership is not None and membership.role != Role.PATIENT:
+        return StaffAccess(role=membership.role, permissions=permissions_for_role(membership.role), membership=membership)
+    user = request.user
+    if getattr(user, "is_platform_operator", False) and user.is_active:
+        from security.breakglass import break_glass_live_grant
+
+        grant = break_glass_live_grant(tenant=request.tenant, operator=user)  # type: ignore[attr-defined]
+        if grant is not None:
+            return StaffAccess(role=BREAK_GLASS_ROLE, permissions=permissions_for_role(BREAK_GLASS_ROLE), grant=grant)
+        return StaffAccess(role=PLATFORM_OPERATOR_ROLE, permissions=OPERATOR_PERMISSIONS)
+    return None
+
+
+def mfa_step_redirect(request: HttpRequest) -> HttpResponseRedirect:
+    """Send a password-only session to its second-factor step, then back here."""
+    return HttpResponseRedirect(f"{reverse('staff:mfa')}?{urlencode({'next': request.get_full_path()})}")
+
+
 def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
-    """Declare the permission a tenant staff view needs, and enforce it."""
+    """Declare the permission a tenant staff view needs, and enforce it.
+
+    In order: the clinic's host (else 404), a signed-in user (else the
+    sign-in page), a second factor given this session (else the MFA step),
+    the permission (else 403). Sets request.access (StaffAccess).
+    """
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
@@ -85,10 +168,12 @@ def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
             _check_host(request, TENANT_HOST)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            membership = membership_for(request)
-            if membership is None or permission not in ROLE_PERMISSIONS.get(membership.role, frozenset()):
+            if not request.user.is_verified():  # type: ignore[union-attr]
+                return mfa_step_redirect(request)
+            access = staff_access_for(request)
+            if access is None or permission not in access.permissions:
                 raise PermissionDenied
-            request.membership = membership  # type: ignore[attr-defined]
+            request.access = access  # type: ignore[attr-defined]
             return view(request, *args, **kwargs)
 
         wrapped.settle_permission = permission  # type: ignore[attr-defined]

@@ -196,12 +196,21 @@ def user_session_end(*, request: HttpRequest, user: User, user_session: UserSess
         )
 
 
+def user_sessions_end_all(*, user: User, keep_session_key: str | None = None) -> int:
+    """End every indexed session of `user` server-side, except `keep_session_key`.
+
+    No audit of its own: callers (ending other sessions, password change, MFA
+    reset, deactivation) record the act that caused it. Returns how many
+    sessions were ended.
+    """
+    rows = list(UserSession.objects.filter(user=user).exclude(session_key=keep_session_key or ""))
+    return sum(_end(row) for row in rows)
+
+
 def user_sessions_end_others(*, request: HttpRequest, user: User) -> int:
     """End every session of the user except the current one; audited (auth.sessions_ended_others)."""
-    current = request.session.session_key
     with transaction.atomic(durable=True):
-        rows = list(UserSession.objects.filter(user=user).exclude(session_key=current or ""))
-        ended = sum(_end(row) for row in rows)
+        ended = user_sessions_end_all(user=user, keep_session_key=request.session.session_key)
         audit_record(
             action="auth.sessions_ended_others",
             tenant=getattr(request, "tenant", None),

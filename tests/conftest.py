@@ -199,8 +199,48 @@ def tenant_client(tenant: Tenant, *, user: User | None = None, **extra: Any) -> 
     """A Django test client whose requests carry the tenant's host."""
     client = Client(HTTP_HOST=tenant_host(tenant), **extra)
     if user is not None:
-        client.force_login(user)
+        login_verified(client, user)
     return client
+
+
+def login_verified(client: Client, user: User) -> None:
+    """Sign `user` in on `client` with both factors, as after password + code.
+
+    Gives the user a confirmed authenticator (tests.factories.totp_device)
+    and marks the session verified the way django_otp.login does. For a
+    password-only session use client.force_login(user) alone.
+    """
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from tests.factories import totp_device
+
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = totp_device(user).persistent_id
+    session.save()
+
+
+def sign_in(client: Client, user: User, *, password: str | None = None) -> Any:
+    """Sign in through the real pages: password step, then a code from the user's app.
+
+    The user gets a confirmed authenticator first (tests.factories.totp_device).
+    django-otp refuses a code from a time step already used; tests sign in
+    several times within seconds, so the device's last used step is cleared
+    first, as if each sign-in happened in its own 30-second step.
+    Returns the response of the code step (a redirect when it succeeded).
+    """
+    from django.urls import reverse
+
+    from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+
+    device = totp_device(user)
+    type(device).objects.filter(pk=device.pk).update(last_t=-1)
+    response = client.post(
+        reverse("staff:login"), {"username": user.email, "password": password or PERSONA_PASSWORD}
+    )
+    assert response.status_code == 302, f"password step refused: {response.status_code}"
+    device.refresh_from_db()
+    return client.post(reverse("staff:mfa"), {"otp_token": totp_code(device)})
 
 
 def platform_client(*, user: User | None = None, **extra: Any) -> Client:
@@ -209,7 +249,7 @@ def platform_client(*, user: User | None = None, **extra: Any) -> Client:
 
     client = Client(HTTP_HOST=settings.SETTLE_PLATFORM_HOST, **extra)
     if user is not None:
-        client.force_login(user)
+        login_verified(client, user)
     return client
 
 

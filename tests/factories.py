@@ -19,6 +19,8 @@ from typing import Any
 
 import factory
 from django.contrib.auth.hashers import make_password
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from billing.models import Patient, ProcessorAccount, Statement
 from billing.services.processor_accounts import processor_account_set
@@ -60,6 +62,22 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
     full_name = factory.Faker("name")
     password = factory.LazyFunction(persona_password_hash)
     is_active = True
+
+
+def totp_device(user: User) -> TOTPDevice:
+    """The user's confirmed authenticator, created on first use (as if enrolled)."""
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+    return device
+
+
+def totp_code(device: TOTPDevice, *, at: float | None = None) -> str:
+    """The code the user's app would show now (or at unix time `at`)."""
+    generator = TOTP(device.bin_key, device.step, device.t0, device.digits, 0)
+    if at is not None:
+        generator.time = at
+    return str(generator.token()).zfill(device.digits)
 
 
 class MembershipFactory(factory.Factory[Membership]):

@@ -1,13 +1,12 @@
-"""Minimal staff pages: sign in, recent payments, a patient's ledger.
+"""Staff pages about money: recent payments and a patient's ledger.
 
-The full staff console (MFA, roles, reconciliation) builds on these.
+Routed from portal.urls_staff; reconciliation and refunds will join them.
 """
 
 from __future__ import annotations
 
 from uuid import UUID
 
-from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -16,15 +15,9 @@ from audit.recorder import audit_record
 from billing.access import access_patient_by_uuid
 from billing.models import LedgerEntry, Payment
 from billing.services.ledger import patient_balance
-from security.permissions import TENANT_HOST, public_view, require_permission
+from security.permissions import require_permission
 
 PAYMENTS_PAGE_SIZE = 50
-
-login = public_view(host=TENANT_HOST)(
-    auth_views.LoginView.as_view(template_name="billing/staff/login.html", redirect_authenticated_user=True)
-)
-logout = public_view(host=TENANT_HOST)(auth_views.LogoutView.as_view(next_page="staff:login"))
-
 
 @require_permission("payments.view")
 @require_GET
@@ -39,7 +32,7 @@ def payments(request: HttpRequest) -> HttpResponse:
         action="ledger.viewed",
         tenant=tenant,
         actor=request.user,
-        actor_role=request.membership.role,  # type: ignore[attr-defined]
+        actor_role=request.access.role,  # type: ignore[attr-defined]
         target_type="payment_list",
         request=request,
         details={"patients": sorted({str(p.patient.public_id) for p in rows})},
@@ -57,7 +50,7 @@ def patient_ledger(request: HttpRequest, patient_id: UUID) -> HttpResponse:
         action="ledger.viewed",
         tenant=tenant,
         actor=request.user,
-        actor_role=request.membership.role,  # type: ignore[attr-defined]
+        actor_role=request.access.role,  # type: ignore[attr-defined]
         target_type="patient",
         target_id=str(patient.public_id),
         request=request,

@@ -10,7 +10,6 @@ neither list fails test_every_action_is_accounted_for.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -36,7 +35,7 @@ from security.models import Role, UserSession
 from tests.audit.conftest import fill
 from tests.billing.fakes import FakeProcessor
 from tests.billing.webhook_events import intent_object, signed_event
-from tests.conftest import platform_client
+from tests.conftest import platform_client, sign_in
 from tests.factories import PERSONA_PASSWORD
 from tests.security.crypto_support import new_master_key
 
@@ -44,19 +43,11 @@ pytestmark = pytest.mark.django_db
 
 OFFICER = Role.COMPLIANCE_OFFICER.value
 
-Scenario = Callable[..., None]
-SCENARIOS: dict[str, Scenario] = {}
-
-# Actions whose scenario belongs to another area and is not written yet.
-NO_SCENARIO_YET: dict[str, str] = {}
-
-
-def scenario(action: str) -> Callable[[Scenario], Scenario]:
-    def register(func: Scenario) -> Scenario:
-        SCENARIOS[action] = func
-        return func
-
-    return register
+# Scenarios of other areas register themselves when imported.
+import tests.audit.scenarios_breakglass  # noqa: E402, F401
+import tests.audit.scenarios_identity  # noqa: E402, F401
+import tests.audit.scenarios_team  # noqa: E402, F401
+from tests.audit.scenarios import NO_SCENARIO_YET, SCENARIOS, scenario  # noqa: E402
 
 
 def _today() -> str:
@@ -85,7 +76,7 @@ def _logout(clinic) -> None:
 
 def _signed_in(clinic):
     client = clinic.client()
-    client.post(reverse("staff:login"), {"username": clinic.user("front_desk").email, "password": PERSONA_PASSWORD})
+    sign_in(client, clinic.user("front_desk"))
     return client
 
 

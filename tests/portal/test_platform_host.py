@@ -7,6 +7,7 @@ from django.test import Client
 
 from portal.services import tenant_create
 from security.models import User
+from tests.conftest import login_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -21,8 +22,11 @@ def test_admin_is_not_served_on_a_clinic_host(clinic, path):
     assert Client(HTTP_HOST="gamma.localhost").get(path).status_code == 404
 
 
-def test_admin_login_is_served_on_the_platform_host(clinic):
-    assert Client(HTTP_HOST="localhost").get("/admin/login/").status_code == 200
+def test_admin_login_is_the_one_staff_sign_in_on_the_platform_host(clinic):
+    response = Client(HTTP_HOST="localhost").get("/admin/login/?next=/admin/")
+    assert response.status_code == 302
+    assert response["Location"] == "/staff/login/?next=%2Fadmin%2F"
+    assert Client(HTTP_HOST="localhost").get(response["Location"]).status_code == 200
 
 
 def test_only_platform_operators_may_use_the_admin(clinic):
@@ -31,9 +35,14 @@ def test_only_platform_operators_may_use_the_admin(clinic):
         "op@example.com", "a-long-password-123", is_staff=True, is_platform_operator=True, is_superuser=True
     )
     client = Client(HTTP_HOST="localhost")
-    client.force_login(staff)
+    login_verified(client, staff)
     assert client.get("/admin/portal/tenant/").status_code == 302  # back to login
+    client = Client(HTTP_HOST="localhost")
     client.force_login(operator)
+    response = client.get("/admin/portal/tenant/")
+    assert response.status_code == 302, "an operator without a second factor this session is not let in"
+    assert client.get(response["Location"])["Location"].startswith("/staff/mfa/")
+    login_verified(client, operator)
     assert client.get("/admin/portal/tenant/").status_code == 200
 
 

@@ -13,18 +13,18 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from security.models import UserSession
 from security.sessions import ABSOLUTE_MESSAGE, IDLE_MESSAGE
-from tests.conftest import platform_client
+from tests.conftest import platform_client, sign_in
 from tests.factories import PERSONA_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-PAYMENTS = "/staff/"
+PAYMENTS = "/staff/payments/"
 
 
 def _sign_in(clinic, role="front_desk"):
     client = clinic.client()
-    response = client.post(reverse("staff:login"), {"username": clinic.user(role).email, "password": PERSONA_PASSWORD})
+    response = sign_in(client, clinic.user(role))
     assert response.status_code == 302
     return client
 

@@ -1,0 +1,231 @@
+"""Signing in, the second factor, signing out, and one's own account.
+
+Sign-in has two steps. The password step (`login`) signs the user in
+without a second factor; every staff page (security.permissions) then sends
+the session to the MFA step (`mfa`), or to enrolment (`mfa_enrol`) when no
+authenticator is set up yet. These views serve clinic hosts and the
+platform host alike (Django admin signs in here too).
+
+Lockout (django-axes): a locked account or IP gets `locked_out`'s page, for
+a wrong password, a wrong code, and a right one alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from security.account import password_change_complete
+from security.mfa import (
+    MAX_CODE_LENGTH,
+    MfaError,
+    MfaLockedError,
+    mfa_enrolled,
+    mfa_enrolment_begin,
+    mfa_enrolment_confirm,
+    mfa_verify,
+    recovery_codes_regenerate,
+    recovery_codes_remaining,
+)
+from security.permissions import ANY_HOST, public_view, require_permission
+
+LOCKED_MESSAGE = (
+    "Too many failed sign-in attempts. For your security, signing in is locked for "
+    "{minutes} minutes. A clinic admin can unlock your account sooner."
+)
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go after signing in: a same-host `next`, else the host's home."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    if getattr(request, "tenant", None) is None:
+        return reverse("admin:index")
+    return reverse(settings.LOGIN_REDIRECT_URL)
+
+
+def _with_next(url_name: str, next_url: str) -> HttpResponseRedirect:
+    return HttpResponseRedirect(f"{reverse(url_name)}?{urlencode({'next': next_url})}")
+
+
+def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
+    """AXES_LOCKOUT_CALLABLE: the same page for every locked account or IP, known or not."""
+    if request.user.is_authenticated:
+        # A half-signed-in session (password given, code not) ends here.
+        auth_logout(request)
+    message = LOCKED_MESSAGE.format(minutes=settings.SETTLE_LOCKOUT_MINUTES)
+    return render(request, "security/locked_out.html", {"message": message}, status=429)
+
+
+class SignInForm(AuthenticationForm):
+    username = forms.EmailField(label="Email", max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
+    error_messages = {
+        # One message for unknown email, wrong password and inactive account alike.
+        "invalid_login": "That email and password do not match an account. Check both and try again.",
+        "inactive": "That email and password do not match an account. Check both and try again.",
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password"].max_length = 256
+        self.fields["username"].widget.attrs["autocomplete"] = "username"
+
+
+@public_view(host=ANY_HOST)
+@sensitive_post_parameters("password")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login(request: HttpRequest) -> HttpResponse:
+    next_url = _next_url(request)
+    if request.user.is_authenticated:
+        if request.user.is_verified():  # type: ignore[union-attr]
+            return HttpResponseRedirect(next_url)
+        return _with_next("staff:mfa", next_url)
+    form = SignInForm(request, data=request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        auth_login(request, form.get_user())
+        step = "staff:mfa" if mfa_enrolled(form.get_user()) else "staff:mfa-enrol"  # type: ignore[arg-type]
+        return _with_next(step, next_url)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "security/login.html", {"form": form, "next": next_url}, status=status)
+
+
+class CodeForm(forms.Form):
+    otp_token = forms.CharField(
+        label="Code",
+        max_length=MAX_CODE_LENGTH,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+
+@public_view(host=ANY_HOST)
+@sensitive_post_parameters("otp_token")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def mfa(request: HttpRequest) -> HttpResponse:
+    """The second step: a code from the authenticator app, or a recovery code."""
+    if not request.user.is_authenticated:
+        return redirect("staff:login")
+    next_url = _next_url(request)
+    if request.user.is_verified():  # type: ignore[union-attr]
+        return HttpResponseRedirect(next_url)
+    if not mfa_enrolled(request.user):  # type: ignore[arg-type]
+        return _with_next("staff:mfa-enrol", next_url)
+    form = CodeForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                mfa_verify(request=request, user=request.user, code=form.cleaned_data["otp_token"])  # type: ignore[arg-type]
+            except MfaLockedError:
+                return locked_out(request)
+            except MfaError as error:
+                form.add_error("otp_token", str(error))
+            else:
+                return HttpResponseRedirect(next_url)
+    return render(request, "security/mfa.html", {"form": form, "next": next_url}, status=status)
+
+
+@public_view(host=ANY_HOST)
+@sensitive_post_parameters("otp_token")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def mfa_enrol(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app: QR code and secret, then a code to confirm; recovery codes once."""
+    if not request.user.is_authenticated:
+        return redirect("staff:login")
+    next_url = _next_url(request)
+    if mfa_enrolled(request.user):  # type: ignore[arg-type]
+        return _with_next("staff:mfa", next_url)
+    enrolment = mfa_enrolment_begin(user=request.user)  # type: ignore[arg-type]
+    form = CodeForm(request.POST if request.method == "POST" else None)
+    status = 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            try:
+                codes = mfa_enrolment_confirm(
+                    request=request,
+                    user=request.user,  # type: ignore[arg-type]
+                    code=form.cleaned_data["otp_token"],
+                )
+            except MfaLockedError:
+                return locked_out(request)
+            except MfaError as error:
+                form.add_error("otp_token", str(error))
+            else:
+                # Shown once, in this response; never stored in clear or in the session.
+                return render(request, "security/recovery_codes.html", {"codes": codes, "next": next_url})
+    context = {"form": form, "enrolment": enrolment, "next": next_url}
+    return render(request, "security/mfa_enrol.html", context, status=status)
+
+
+@public_view(host=ANY_HOST)
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    """Sign out: the session is deleted server-side, so its id is worthless afterwards."""
+    login_url = reverse("staff:login")
+    auth_logout(request)
+    messages.info(request, "You have signed out.")
+    return redirect(login_url)
+
+
+# --- One's own account --------------------------------------------------------------------
+
+
+@require_permission("account.manage")
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    context = {"recovery_codes_left": recovery_codes_remaining(request.user)}  # type: ignore[arg-type]
+    return render(request, "security/account.html", context)
+
+
+class StaffPasswordChangeForm(PasswordChangeForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("old_password", "new_password1", "new_password2"):
+            self.fields[name].max_length = 256
+
+
+@require_permission("account.manage")
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@never_cache
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    """Change one's password; every other session of the account ends server-side."""
+    form = StaffPasswordChangeForm(request.user, request.POST if request.method == "POST" else None)
+    if request.method == "POST":
+        if form.is_valid():
+            user = form.save()
+            update_session_auth_hash(request, user)
+            ended = password_change_complete(request=request, user=user)
+            plural = "session was" if ended == 1 else "sessions were"
+            messages.success(request, f"Your password was changed. {ended} other {plural} signed out.")
+            return redirect("staff:account")
+        return render(request, "security/password_change.html", {"form": form}, status=400)
+    return render(request, "security/password_change.html", {"form": form})
+
+
+@require_permission("account.manage")
+@require_POST
+def recovery_codes_new(request: HttpRequest) -> HttpResponse:
+    codes = recovery_codes_regenerate(request=request, user=request.user)  # type: ignore[arg-type]
+    return render(request, "security/recovery_codes.html", {"codes": codes, "next": reverse("staff:account")})
