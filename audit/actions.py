@@ -36,7 +36,7 @@ ACTIONS: dict[str, str] = {
     "staff.mfa_reset": "A clinic admin reset a staff member's second factor (their sessions ended)",
     "staff.unlocked": "A clinic admin unlocked a staff member's locked-out account",
     # Platform operators' emergency access (security.breakglass).
-    "breakglass.started": "A platform operator started emergency access to the clinic (reason, duration)",
+    "breakglass.started": "A platform operator started emergency access to the clinic (duration; the reason is on the grant)",
     "breakglass.ended": "A platform operator ended emergency access before it expired",
     "ledger.viewed": "Staff viewed a list of payments naming patients",
     "demo.seeded": "The demo clinic was seeded",

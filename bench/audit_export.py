@@ -68,22 +68,22 @@ class _RowStream(io.RawIOBase):
         }
         digest = event_hash(record)
         self.prev = self.last_hash = digest
-        fields = [
-            record["public_id"],
+        fields: list[str] = [
+            str(record["public_id"]),
             str(self.chain_id),
             str(self.n),
             str(self.tenant_id),
-            record["occurred_at"],
+            str(record["occurred_at"]),
             "\\N",
             "guest",
             "receipt.viewed",
             "receipt",
-            record["target_id"],
+            str(record["target_id"]),
             "success",
             "10.0.0.1",
             "",
             json.dumps(record["details"]),
-            record["prev_hash"],
+            str(record["prev_hash"]),
             digest,
         ]
         return ("\t".join(fields) + "\n").encode()

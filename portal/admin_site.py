@@ -7,9 +7,9 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.admin import AdminSite
+from django.contrib.admin.apps import AdminConfig
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.core.exceptions import PermissionDenied
-from django.contrib.admin.apps import AdminConfig
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -21,19 +21,20 @@ class PlatformAdminSite(AdminSite):
 
     def has_permission(self, request: HttpRequest) -> bool:
         # A second factor is required here as on every staff page.
+        from security.permissions import user_is_verified
+
         user = request.user
         return bool(
-            user.is_active
-            and user.is_staff
-            and getattr(user, "is_platform_operator", False)
-            and user.is_verified()  # type: ignore[union-attr]
+            user.is_active and user.is_staff and getattr(user, "is_platform_operator", False) and user_is_verified(user)
         )
 
     def login(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
         """One sign-in for everyone: password, then the second factor (security.auth_views)."""
+        from security.permissions import user_is_verified
+
         next_url = request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index", current_app=self.name)
         if request.user.is_authenticated:
-            if request.user.is_verified():  # type: ignore[union-attr]
+            if user_is_verified(request.user):
                 # Fully signed in, yet not a platform operator: no admin for them.
                 raise PermissionDenied
             return HttpResponseRedirect(f"{reverse('staff:mfa')}?{urlencode({'next': next_url})}")

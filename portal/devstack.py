@@ -284,6 +284,8 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         f"    {billing.email} / {result.password}  ({billing.role.lower()}; every role is listed above)",
         f"  Django admin     {result.admin_url}",
         f"    {result.operator.email} / {result.password}",
+        "    Staff sign in with a password, then a code from an authenticator app: the first",
+        "    sign-in shows a QR code to scan (or a key to type) and ten recovery codes.",
     ]
     for other in result.clinics[1:]:
         first = other.statements[0]

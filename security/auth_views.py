@@ -41,7 +41,14 @@ from security.mfa import (
     recovery_codes_regenerate,
     recovery_codes_remaining,
 )
-from security.permissions import ANY_HOST, public_view, require_permission
+from security.permissions import (
+    ANY_HOST,
+    PLATFORM_OPERATOR_ROLE,
+    public_view,
+    require_permission,
+    staff_access_for,
+    user_is_verified,
+)
 
 LOCKED_MESSAGE = (
     "Too many failed sign-in attempts. For your security, signing in is locked for "
@@ -49,19 +56,33 @@ LOCKED_MESSAGE = (
 )
 
 
-def _next_url(request: HttpRequest) -> str:
-    """Where to go after signing in: a same-host `next`, else the host's home."""
+def _requested_next(request: HttpRequest) -> str:
+    """The `next` the request carries, when it stays on this host; else ""."""
     candidate = request.POST.get("next") or request.GET.get("next") or ""
     if candidate and url_has_allowed_host_and_scheme(
         candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return candidate
+    return ""
+
+
+def _next_url(request: HttpRequest) -> str:
+    """Where to go once signed in: the requested page, else this user's home on this host."""
+    requested = _requested_next(request)
+    if requested:
+        return requested
     if getattr(request, "tenant", None) is None:
         return reverse("admin:index")
+    access = staff_access_for(request) if request.user.is_authenticated else None
+    if access is not None and access.role == PLATFORM_OPERATOR_ROLE:
+        # An operator without a grant here may use only the break-glass page.
+        return reverse("breakglass:start")
     return reverse(settings.LOGIN_REDIRECT_URL)
 
 
 def _with_next(url_name: str, next_url: str) -> HttpResponseRedirect:
+    if not next_url:
+        return HttpResponseRedirect(reverse(url_name))
     return HttpResponseRedirect(f"{reverse(url_name)}?{urlencode({'next': next_url})}")
 
 
@@ -84,7 +105,7 @@ class SignInForm(AuthenticationForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["password"].max_length = 256
+        self.fields["password"].max_length = 256  # type: ignore[attr-defined]
         self.fields["username"].widget.attrs["autocomplete"] = "username"
 
 
@@ -93,15 +114,15 @@ class SignInForm(AuthenticationForm):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    next_url = _next_url(request)
+    next_url = _requested_next(request)
     if request.user.is_authenticated:
-        if request.user.is_verified():  # type: ignore[union-attr]
-            return HttpResponseRedirect(next_url)
+        if user_is_verified(request.user):
+            return HttpResponseRedirect(_next_url(request))
         return _with_next("staff:mfa", next_url)
     form = SignInForm(request, data=request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         auth_login(request, form.get_user())
-        step = "staff:mfa" if mfa_enrolled(form.get_user()) else "staff:mfa-enrol"  # type: ignore[arg-type]
+        step = "staff:mfa" if mfa_enrolled(form.get_user()) else "staff:mfa-enrol"
         return _with_next(step, next_url)
     status = 400 if request.method == "POST" else 200
     return render(request, "security/login.html", {"form": form, "next": next_url}, status=status)
@@ -124,24 +145,25 @@ def mfa(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("staff:login")
     next_url = _next_url(request)
-    if request.user.is_verified():  # type: ignore[union-attr]
+    if user_is_verified(request.user):
         return HttpResponseRedirect(next_url)
-    if not mfa_enrolled(request.user):  # type: ignore[arg-type]
-        return _with_next("staff:mfa-enrol", next_url)
+    if not mfa_enrolled(request.user):
+        return _with_next("staff:mfa-enrol", _requested_next(request))
     form = CodeForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
         status = 400
         if form.is_valid():
             try:
-                mfa_verify(request=request, user=request.user, code=form.cleaned_data["otp_token"])  # type: ignore[arg-type]
+                mfa_verify(request=request, user=request.user, code=form.cleaned_data["otp_token"])
             except MfaLockedError:
                 return locked_out(request)
             except MfaError as error:
                 form.add_error("otp_token", str(error))
             else:
                 return HttpResponseRedirect(next_url)
-    return render(request, "security/mfa.html", {"form": form, "next": next_url}, status=status)
+    context = {"form": form, "next": _requested_next(request)}
+    return render(request, "security/mfa.html", context, status=status)
 
 
 @public_view(host=ANY_HOST)
@@ -153,9 +175,9 @@ def mfa_enrol(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return redirect("staff:login")
     next_url = _next_url(request)
-    if mfa_enrolled(request.user):  # type: ignore[arg-type]
-        return _with_next("staff:mfa", next_url)
-    enrolment = mfa_enrolment_begin(user=request.user)  # type: ignore[arg-type]
+    if mfa_enrolled(request.user):
+        return _with_next("staff:mfa", _requested_next(request))
+    enrolment = mfa_enrolment_begin(user=request.user)
     form = CodeForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
@@ -164,7 +186,7 @@ def mfa_enrol(request: HttpRequest) -> HttpResponse:
             try:
                 codes = mfa_enrolment_confirm(
                     request=request,
-                    user=request.user,  # type: ignore[arg-type]
+                    user=request.user,
                     code=form.cleaned_data["otp_token"],
                 )
             except MfaLockedError:
@@ -174,7 +196,7 @@ def mfa_enrol(request: HttpRequest) -> HttpResponse:
             else:
                 # Shown once, in this response; never stored in clear or in the session.
                 return render(request, "security/recovery_codes.html", {"codes": codes, "next": next_url})
-    context = {"form": form, "enrolment": enrolment, "next": next_url}
+    context = {"form": form, "enrolment": enrolment, "next": _requested_next(request)}
     return render(request, "security/mfa_enrol.html", context, status=status)
 
 
@@ -202,7 +224,7 @@ class StaffPasswordChangeForm(PasswordChangeForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in ("old_password", "new_password1", "new_password2"):
-            self.fields[name].max_length = 256
+            self.fields[name].max_length = 256  # type: ignore[attr-defined]
 
 
 @require_permission("account.manage")

@@ -1,8 +1,11 @@
-"""Lockout after repeated failures, per key (IP, account, statement).
+"""Lockout of guest statement look-ups, per key (client IP, statement).
 
-At most LOCKOUT_THRESHOLD failures within LOCKOUT_WINDOW; the next failure
-that reaches the threshold locks the key for LOCKOUT_DURATION. Counters live
-in the database so every web process sees the same state.
+The same policy as staff sign-in (django-axes, security.login_lockout):
+SETTLE_LOCKOUT_FAILURES failures within SETTLE_LOCKOUT_MINUTES lock the key
+for SETTLE_LOCKOUT_MINUTES. Guests have no account for axes to count
+against, so look-ups keep their own counters, keyed by a keyed hash so no
+statement number or address is stored in clear. Counters live in the
+database so every web process sees the same state.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from django.utils import timezone
 
 from security.models import LockoutCounter
 
-LOCKOUT_THRESHOLD = 10
-LOCKOUT_WINDOW = timedelta(minutes=30)
-LOCKOUT_DURATION = timedelta(minutes=30)
+LOCKOUT_THRESHOLD = settings.SETTLE_LOCKOUT_FAILURES
+LOCKOUT_WINDOW = timedelta(minutes=settings.SETTLE_LOCKOUT_MINUTES)
+LOCKOUT_DURATION = timedelta(minutes=settings.SETTLE_LOCKOUT_MINUTES)
 
 
 def lockout_key(kind: str, *parts: str) -> str:

@@ -54,13 +54,12 @@ class MfaThrottledError(MfaError):
     pass
 
 
-
 def totp_device_confirmed(user: User) -> TOTPDevice | None:
     return TOTPDevice.objects.filter(user=user, confirmed=True).first()
 
 
 def mfa_enrolled(user: User) -> bool:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    return bool(TOTPDevice.objects.filter(user=user, confirmed=True).exists())
 
 
 def mfa_enrolled_user_ids(user_ids: list[int]) -> set[int]:
@@ -212,11 +211,11 @@ def _recovery_codes_replace(user: User) -> list[str]:
 def _recovery_code_spend(user: User, cleaned: str) -> bool:
     with transaction.atomic():
         deleted, _ = StaticToken.objects.filter(device__user=user, token=_recovery_hash(cleaned)).delete()
-    return deleted > 0
+    return bool(deleted > 0)
 
 
 def recovery_codes_remaining(user: User) -> int:
-    return StaticToken.objects.filter(device__user=user).count()
+    return int(StaticToken.objects.filter(device__user=user).count())
 
 
 def recovery_codes_regenerate(*, request: HttpRequest, user: User) -> list[str]:

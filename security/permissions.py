@@ -123,6 +123,12 @@ class StaffAccess:
         return str(Role(self.role).label)
 
 
+def user_is_verified(user: Any) -> bool:
+    """True once the user gave a second factor in this session (django-otp's OTPMiddleware)."""
+    check = getattr(user, "is_verified", None)
+    return bool(check()) if callable(check) else False
+
+
 def membership_for(request: HttpRequest) -> Membership | None:
     user = request.user
     tenant = getattr(request, "tenant", None)
@@ -135,7 +141,9 @@ def staff_access_for(request: HttpRequest) -> StaffAccess | None:
     """The access of the request's user at the request's clinic, or None."""
     membership = membership_for(request)
     if membership is not None and membership.role != Role.PATIENT:
-        return StaffAccess(role=membership.role, permissions=permissions_for_role(membership.role), membership=membership)
+        return StaffAccess(
+            role=membership.role, permissions=permissions_for_role(membership.role), membership=membership
+        )
     user = request.user
     if getattr(user, "is_platform_operator", False) and user.is_active:
         from security.breakglass import break_glass_live_grant
@@ -168,7 +176,7 @@ def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
             _check_host(request, TENANT_HOST)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if not request.user.is_verified():  # type: ignore[union-attr]
+            if not user_is_verified(request.user):
                 return mfa_step_redirect(request)
             access = staff_access_for(request)
             if access is None or permission not in access.permissions:

@@ -235,9 +235,7 @@ def sign_in(client: Client, user: User, *, password: str | None = None) -> Any:
 
     device = totp_device(user)
     type(device).objects.filter(pk=device.pk).update(last_t=-1)
-    response = client.post(
-        reverse("staff:login"), {"username": user.email, "password": password or PERSONA_PASSWORD}
-    )
+    response = client.post(reverse("staff:login"), {"username": user.email, "password": password or PERSONA_PASSWORD})
     assert response.status_code == 302, f"password step refused: {response.status_code}"
     device.refresh_from_db()
     return client.post(reverse("staff:mfa"), {"otp_token": totp_code(device)})

@@ -19,6 +19,7 @@ from security.permissions import require_permission
 
 PAYMENTS_PAGE_SIZE = 50
 
+
 @require_permission("payments.view")
 @require_GET
 def payments(request: HttpRequest) -> HttpResponse:

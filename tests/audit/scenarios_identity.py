@@ -1,3 +1,78 @@
 """Audit coverage scenarios: signing in, second factor, lockout, password (see tests/audit/scenarios.py)."""
 
 from __future__ import annotations
+
+import re
+
+from django.urls import reverse
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from tests.audit.scenarios import scenario
+from tests.conftest import sign_in
+from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+
+RECOVERY_CODE = re.compile(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>")
+
+
+def _password_step(clinic, user):
+    client = clinic.client()
+    response = client.post(reverse("staff:login"), {"username": user.email, "password": PERSONA_PASSWORD})
+    assert response.status_code == 302
+    return client
+
+
+@scenario("auth.mfa_verified")
+def _mfa_verified(clinic) -> None:
+    assert sign_in(clinic.client(), clinic.user("front_desk")).status_code == 302
+
+
+@scenario("auth.otp_failed")
+def _otp_failed(clinic) -> None:
+    user = clinic.user("front_desk")
+    totp_device(user)
+    client = _password_step(clinic, user)
+    assert client.post(reverse("staff:mfa"), {"otp_token": "000000"}).status_code == 400
+
+
+@scenario("auth.locked_out")
+def _locked_out(clinic) -> None:
+    for n in range(10):
+        clinic.client().post(
+            reverse("staff:login"), {"username": clinic.user("front_desk").email, "password": f"wrong-{n}-password"}
+        )
+
+
+@scenario("auth.mfa_enrolled")
+def _mfa_enrolled(clinic) -> None:
+    user = clinic.user("billing_manager")
+    client = _password_step(clinic, user)
+    assert client.get(reverse("staff:mfa-enrol")).status_code == 200
+    pending = TOTPDevice.objects.get(user=user, confirmed=False)
+    assert client.post(reverse("staff:mfa-enrol"), {"otp_token": totp_code(pending)}).status_code == 200
+
+
+@scenario("auth.recovery_codes_regenerated")
+def _recovery_codes_regenerated(clinic) -> None:
+    assert clinic.client_as("front_desk").post(reverse("staff:recovery-codes")).status_code == 200
+
+
+@scenario("auth.recovery_code_used")
+def _recovery_code_used(clinic) -> None:
+    user = clinic.user("front_desk")
+    page = clinic.client_as("front_desk").post(reverse("staff:recovery-codes")).content.decode()
+    code = RECOVERY_CODE.findall(page)[0]
+    client = _password_step(clinic, user)
+    assert client.post(reverse("staff:mfa"), {"otp_token": code}).status_code == 302
+
+
+@scenario("auth.password_changed")
+def _password_changed(clinic) -> None:
+    response = clinic.client_as("front_desk").post(
+        reverse("staff:password-change"),
+        {
+            "old_password": PERSONA_PASSWORD,
+            "new_password1": "amber-orchard-9921-x",
+            "new_password2": "amber-orchard-9921-x",
+        },
+    )
+    assert response.status_code == 302

@@ -14,7 +14,6 @@ from audit.models import AuditEvent
 from security.models import UserSession
 from security.sessions import ABSOLUTE_MESSAGE, IDLE_MESSAGE
 from tests.conftest import platform_client, sign_in
-from tests.factories import PERSONA_PASSWORD
 
 pytestmark = pytest.mark.django_db
 
