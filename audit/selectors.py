@@ -11,7 +11,7 @@ from django.http import Http404
 
 from audit.models import AuditEvent, AuditEventSubject, AuditExport, AuditVerification
 from portal.models import Tenant
-from security.models import Membership, User
+from security.models import BreakGlassGrant, Membership, User
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,15 @@ def access_event_by_uuid(*, tenant: Tenant, uuid: UUID) -> AuditEvent:
 
 
 def access_member_by_uuid(*, tenant: Tenant, uuid: UUID) -> User:
-    """A user who is (or was) a member of this tenant; 404 otherwise."""
+    """A user who is (or was) a member of this tenant, or an operator who held
+    break-glass access to it; 404 otherwise."""
     membership = Membership.objects.select_related("user").filter(tenant=tenant, user__public_id=uuid).first()
-    if membership is None:
+    if membership is not None:
+        return membership.user
+    grant = BreakGlassGrant.objects.select_related("operator").filter(tenant=tenant, operator__public_id=uuid).first()
+    if grant is None:
         raise Http404
-    return membership.user
+    return grant.operator
 
 
 def access_export_by_uuid(*, tenant: Tenant, uuid: UUID) -> AuditExport:
@@ -92,11 +96,18 @@ def members_of(*, tenant: Tenant) -> QuerySet[Membership]:
 
 
 def actor_labels(*, tenant: Tenant, events: list[AuditEvent]) -> dict[str, str]:
-    """public id -> email for the actors of `events` who are members of `tenant` (one query)."""
+    """public id -> email for the actors of `events` who are members of `tenant`
+    or operators who held break-glass access to it (two queries)."""
     ids = {e.actor_user_id for e in events if e.actor_user_id}
     if not ids:
         return {}
     rows = Membership.objects.filter(tenant=tenant, user__public_id__in=ids).values_list(
         "user__public_id", "user__email"
     )
-    return {str(public_id): email for public_id, email in rows}
+    labels = {str(public_id): email for public_id, email in rows}
+    # Platform operators appear in a clinic's trail only through break-glass access.
+    operators = BreakGlassGrant.objects.filter(tenant=tenant, operator__public_id__in=ids).values_list(
+        "operator__public_id", "operator__email"
+    )
+    labels.update({str(public_id): f"{email} (platform operator)" for public_id, email in operators})
+    return labels

@@ -30,6 +30,8 @@ TENANT_TABLES = (
     "billing_payment",
     "billing_processorevent",
     "security_membership",
+    "security_staffinvitation",
+    "security_breakglassgrant",
 )
 
 

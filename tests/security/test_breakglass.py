@@ -18,6 +18,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from portal.tenancy.context import platform_scope, tenant_scope
@@ -383,3 +384,26 @@ def test_start_and_end_write_one_event_each_in_the_clinics_chain(
     assert set(ended[0].details) == {"minutes_left"}
     assert started[0].sequence < ended[0].sequence
     assert "INC-2041" not in caplog.text  # the reason stays out of the logs too
+
+
+def test_the_audit_console_names_the_operator_and_reports_what_they_did(clinic_a):
+    from portal.tenancy.context import tenant_scope
+    from security.models import BreakGlassGrant
+    from tests.conftest import login_verified, tenant_client
+    from tests.factories import UserFactory
+
+    operator = UserFactory.create(email="oncall@settle.example", is_platform_operator=True, is_staff=True)
+    with tenant_scope(clinic_a.tenant):
+        BreakGlassGrant.objects.create(
+            tenant=clinic_a.tenant,
+            operator=operator,
+            reason="Clinic admin locked out before payroll run",
+            expires_at=timezone.now() + timedelta(minutes=30),
+        )
+    client = tenant_client(clinic_a.tenant)
+    login_verified(client, operator)
+    assert client.get(reverse("staff:payments")).status_code == 200
+    officer = clinic_a.client_as("compliance_officer")
+    assert "oncall@settle.example (platform operator)" in officer.get(reverse("audit:search")).content.decode()
+    report = officer.get(reverse("audit:user-report", kwargs={"user_id": operator.public_id}))
+    assert report.status_code == 200 and "ledger.viewed" in report.content.decode()
