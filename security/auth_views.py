@@ -12,6 +12,8 @@ a wrong password, a wrong code, and a right one alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -136,6 +138,34 @@ class CodeForm(forms.Form):
     )
 
 
+@dataclass
+class CodeStep:
+    """The outcome of posting a code: a response to return, or the form to show again."""
+
+    form: CodeForm
+    status: int = 200
+    response: HttpResponse | None = None
+
+
+def _code_step(request: HttpRequest, accept: Callable[[str], HttpResponse]) -> CodeStep:
+    """Validate the posted code and hand it to `accept`; a wrong code goes back on the form.
+
+    `accept` raises MfaError for a wrong code (the message is shown) and
+    MfaLockedError when the account or IP is locked (the lockout page).
+    """
+    form = CodeForm(request.POST if request.method == "POST" else None)
+    if request.method != "POST":
+        return CodeStep(form=form)
+    if form.is_valid():
+        try:
+            return CodeStep(form=form, response=accept(form.cleaned_data["otp_token"]))
+        except MfaLockedError:
+            return CodeStep(form=form, response=locked_out(request))
+        except MfaError as error:
+            form.add_error("otp_token", str(error))
+    return CodeStep(form=form, status=400)
+
+
 @public_view(host=ANY_HOST)
 @sensitive_post_parameters("otp_token")
 @never_cache
@@ -144,26 +174,20 @@ def mfa(request: HttpRequest) -> HttpResponse:
     """The second step: a code from the authenticator app, or a recovery code."""
     if not request.user.is_authenticated:
         return redirect("staff:login")
-    next_url = _next_url(request)
     if user_is_verified(request.user):
-        return HttpResponseRedirect(next_url)
+        return HttpResponseRedirect(_next_url(request))
     if not mfa_enrolled(request.user):
         return _with_next("staff:mfa-enrol", _requested_next(request))
-    form = CodeForm(request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                mfa_verify(request=request, user=request.user, code=form.cleaned_data["otp_token"])
-            except MfaLockedError:
-                return locked_out(request)
-            except MfaError as error:
-                form.add_error("otp_token", str(error))
-            else:
-                return HttpResponseRedirect(next_url)
-    context = {"form": form, "next": _requested_next(request)}
-    return render(request, "security/mfa.html", context, status=status)
+
+    def accept(code: str) -> HttpResponse:
+        mfa_verify(request=request, user=request.user, code=code)  # type: ignore[arg-type]
+        return HttpResponseRedirect(_next_url(request))
+
+    step = _code_step(request, accept)
+    if step.response is not None:
+        return step.response
+    context = {"form": step.form, "next": _requested_next(request)}
+    return render(request, "security/mfa.html", context, status=step.status)
 
 
 @public_view(host=ANY_HOST)
@@ -174,30 +198,20 @@ def mfa_enrol(request: HttpRequest) -> HttpResponse:
     """Set up an authenticator app: QR code and secret, then a code to confirm; recovery codes once."""
     if not request.user.is_authenticated:
         return redirect("staff:login")
-    next_url = _next_url(request)
     if mfa_enrolled(request.user):
         return _with_next("staff:mfa", _requested_next(request))
     enrolment = mfa_enrolment_begin(user=request.user)
-    form = CodeForm(request.POST if request.method == "POST" else None)
-    status = 200
-    if request.method == "POST":
-        status = 400
-        if form.is_valid():
-            try:
-                codes = mfa_enrolment_confirm(
-                    request=request,
-                    user=request.user,
-                    code=form.cleaned_data["otp_token"],
-                )
-            except MfaLockedError:
-                return locked_out(request)
-            except MfaError as error:
-                form.add_error("otp_token", str(error))
-            else:
-                # Shown once, in this response; never stored in clear or in the session.
-                return render(request, "security/recovery_codes.html", {"codes": codes, "next": next_url})
-    context = {"form": form, "enrolment": enrolment, "next": _requested_next(request)}
-    return render(request, "security/mfa_enrol.html", context, status=status)
+
+    def accept(code: str) -> HttpResponse:
+        codes = mfa_enrolment_confirm(request=request, user=request.user, code=code)  # type: ignore[arg-type]
+        # Shown once, in this response; never stored in clear or in the session.
+        return render(request, "security/recovery_codes.html", {"codes": codes, "next": _next_url(request)})
+
+    step = _code_step(request, accept)
+    if step.response is not None:
+        return step.response
+    context = {"form": step.form, "enrolment": enrolment, "next": _requested_next(request)}
+    return render(request, "security/mfa_enrol.html", context, status=step.status)
 
 
 @public_view(host=ANY_HOST)

@@ -15,6 +15,7 @@ it links to never carry the live token in their URL or Referer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 from uuid import UUID
 
@@ -238,64 +239,55 @@ def member_role(request: HttpRequest, membership_id: UUID) -> HttpResponse:
     return _member_redirect(membership)
 
 
-@require_permission("staff.manage")
-@require_POST
-def member_deactivate_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
+def _member_action(
+    request: HttpRequest, membership_id: UUID, act: Callable[..., Any], success: Callable[[Any], str]
+) -> HttpResponse:
+    """Run one team service on the member; its refusal goes back on the member page (400)."""
     tenant = request.tenant  # type: ignore[attr-defined]
     membership = access_membership_by_uuid(tenant=tenant, uuid=membership_id)
     actor, actor_role = _actor(request)
     try:
-        ended = member_deactivate(
-            tenant=tenant, actor=actor, actor_role=actor_role, membership=membership, request=request
-        )
+        result = act(tenant=tenant, actor=actor, actor_role=actor_role, membership=membership, request=request)
     except TeamError as error:
         return _member_page(request, membership, error=str(error), status=400)
-    messages.success(request, f"Deactivated. {ended} signed-in session{'' if ended == 1 else 's'} ended.")
+    messages.success(request, success(result))
     return _member_redirect(membership)
+
+
+@require_permission("staff.manage")
+@require_POST
+def member_deactivate_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
+    return _member_action(
+        request,
+        membership_id,
+        member_deactivate,
+        lambda ended: f"Deactivated. {ended} signed-in session{'' if ended == 1 else 's'} ended.",
+    )
 
 
 @require_permission("staff.manage")
 @require_POST
 def member_reactivate_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
-    membership = access_membership_by_uuid(tenant=tenant, uuid=membership_id)
-    actor, actor_role = _actor(request)
-    try:
-        member_reactivate(tenant=tenant, actor=actor, actor_role=actor_role, membership=membership, request=request)
-    except TeamError as error:
-        return _member_page(request, membership, error=str(error), status=400)
-    messages.success(request, "Reactivated: they can sign in to this clinic again.")
-    return _member_redirect(membership)
+    return _member_action(
+        request, membership_id, member_reactivate, lambda _: "Reactivated: they can sign in to this clinic again."
+    )
 
 
 @require_permission("staff.manage")
 @require_POST
 def member_mfa_reset_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
-    membership = access_membership_by_uuid(tenant=tenant, uuid=membership_id)
-    actor, actor_role = _actor(request)
-    try:
-        member_mfa_reset(tenant=tenant, actor=actor, actor_role=actor_role, membership=membership, request=request)
-    except TeamError as error:
-        return _member_page(request, membership, error=str(error), status=400)
-    messages.success(
-        request, "The authenticator was removed and they were signed out. They will set up a new one at next sign-in."
+    return _member_action(
+        request,
+        membership_id,
+        member_mfa_reset,
+        lambda _: "The authenticator was removed and they were signed out. They will set up a new one at next sign-in.",
     )
-    return _member_redirect(membership)
 
 
 @require_permission("staff.manage")
 @require_POST
 def member_unlock_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
-    tenant = request.tenant  # type: ignore[attr-defined]
-    membership = access_membership_by_uuid(tenant=tenant, uuid=membership_id)
-    actor, actor_role = _actor(request)
-    try:
-        member_unlock(tenant=tenant, actor=actor, actor_role=actor_role, membership=membership, request=request)
-    except TeamError as error:
-        return _member_page(request, membership, error=str(error), status=400)
-    messages.success(request, "Unlocked: they can sign in again.")
-    return _member_redirect(membership)
+    return _member_action(request, membership_id, member_unlock, lambda _: "Unlocked: they can sign in again.")
 
 
 # --- The invitee's page -----------------------------------------------------------------------------
