@@ -65,9 +65,12 @@ def login_failure_record(request: HttpRequest, *, email: str, factor: str) -> bo
     return bool(getattr(request, "axes_locked_out", False))
 
 
-def login_failures_clear(*, email: str) -> None:
-    """Both factors succeeded: the account's failure count starts again."""
-    axes_reset(username=normalize_username(email))
+def login_failures_clear(*, email: str) -> int:
+    """Forget the account's failures (not its IP's); returns how many attempt rows went.
+
+    Called when both factors succeeded and when a clinic admin unlocks the account.
+    """
+    return int(axes_reset(username=normalize_username(email)))
 
 
 def lockout_duration() -> timedelta:
@@ -103,8 +106,3 @@ def account_lockouts(*, emails: list[str]) -> dict[str, AccountLockout]:
         for row in rows
         if row["failures"] >= settings.SETTLE_LOCKOUT_FAILURES
     }
-
-
-def account_unlock(*, email: str) -> int:
-    """Forget the account's failures (not its IP's). Returns how many attempt rows went."""
-    return int(axes_reset(username=normalize_username(email)))

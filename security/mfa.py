@@ -99,6 +99,11 @@ def _clean_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").lower()
 
 
+def _is_totp_shaped(cleaned: str, device: TOTPDevice) -> bool:
+    """Digits only, as many as the app shows: tried as a TOTP code, not as a recovery code."""
+    return cleaned.isdigit() and len(cleaned) == device.digits
+
+
 def mfa_enrolment_confirm(*, request: HttpRequest, user: User, code: str) -> list[str]:
     """Confirm the pending authenticator with a code from it; returns the new recovery codes.
 
@@ -111,7 +116,7 @@ def mfa_enrolment_confirm(*, request: HttpRequest, user: User, code: str) -> lis
     if device is None or mfa_enrolled(user):
         raise MfaError("There is no authenticator waiting to be confirmed; start again.")
     cleaned = _clean_code(code)
-    if not (cleaned.isdigit() and len(cleaned) == device.digits) or not device.verify_token(cleaned):
+    if not _is_totp_shaped(cleaned, device) or not device.verify_token(cleaned):
         if login_failure_record(request, email=user.email, factor=FACTOR_OTP):
             raise MfaLockedError
         raise MfaError("That code did not match. Check the time on your phone and enter the newest code.")
@@ -150,33 +155,23 @@ def mfa_verify(*, request: HttpRequest, user: User, code: str) -> None:
     if device is None:
         raise MfaError("This account has no authenticator app set up yet.")
     cleaned = _clean_code(code)[: MAX_CODE_LENGTH + 1]
-    allowed, info = device.verify_is_allowed()
+    allowed, _ = device.verify_is_allowed()
     if not allowed:
         raise MfaThrottledError("Too many wrong codes in a row. Wait a few seconds, then try the newest code.")
-    used_device = None
-    if cleaned.isdigit() and len(cleaned) == device.digits:
-        if device.verify_token(cleaned):
-            used_device = device
-    elif len(cleaned) == RECOVERY_CODE_LENGTH and _recovery_code_spend(user, cleaned):
-        used_device = device
-        recovery_left = recovery_codes_remaining(user)
-        with transaction.atomic():
-            audit_record(
-                action="auth.recovery_code_used",
-                tenant=getattr(request, "tenant", None),
-                actor=user,
-                target_type="user",
-                target_id=str(user.public_id),
-                request=request,
-                details={"remaining": recovery_left},
-            )
-    if used_device is None:
-        if not (cleaned.isdigit() and len(cleaned) == device.digits):
+    if _is_totp_shaped(cleaned, device):
+        # verify_token counts a wrong code toward django-otp's back-off itself.
+        accepted = device.verify_token(cleaned)
+    else:
+        accepted = len(cleaned) == RECOVERY_CODE_LENGTH and _recovery_code_spend(user, cleaned)
+        if accepted:
+            _recovery_code_used_record(request=request, user=user)
+        else:
             device.throttle_increment(commit=True)
+    if not accepted:
         if login_failure_record(request, email=user.email, factor=FACTOR_OTP):
             raise MfaLockedError
         raise MfaError("That code did not match. Enter the newest code from your authenticator app.")
-    otp_login(request, used_device)
+    otp_login(request, device)
     login_failures_clear(email=user.email)
     with transaction.atomic():
         audit_record(
@@ -212,6 +207,19 @@ def _recovery_code_spend(user: User, cleaned: str) -> bool:
     with transaction.atomic():
         deleted, _ = StaticToken.objects.filter(device__user=user, token=_recovery_hash(cleaned)).delete()
     return bool(deleted > 0)
+
+
+def _recovery_code_used_record(*, request: HttpRequest, user: User) -> None:
+    with transaction.atomic():
+        audit_record(
+            action="auth.recovery_code_used",
+            tenant=getattr(request, "tenant", None),
+            actor=user,
+            target_type="user",
+            target_id=str(user.public_id),
+            request=request,
+            details={"remaining": recovery_codes_remaining(user)},
+        )
 
 
 def recovery_codes_remaining(user: User) -> int:

@@ -137,8 +137,30 @@ def membership_for(request: HttpRequest) -> Membership | None:
     return Membership.objects.filter(tenant=tenant, user=user, is_active=True).first()
 
 
+# Where staff_access_for keeps its answer for the rest of the request: the
+# session middleware and the view's permission check both ask.
+_ACCESS_MEMO_ATTR = "_settle_staff_access"
+
+
 def staff_access_for(request: HttpRequest) -> StaffAccess | None:
-    """The access of the request's user at the request's clinic, or None."""
+    """The access of the request's user at the request's clinic, or None (also off a clinic's host).
+
+    Computed once per request and user: a sign-in or sign-out during the
+    request (a different user) computes it again.
+    """
+    user = request.user
+    memo: tuple[object, StaffAccess | None] | None = getattr(request, _ACCESS_MEMO_ATTR, None)
+    if memo is not None and memo[0] == user.pk:
+        return memo[1]
+    access = _staff_access_resolve(request)
+    setattr(request, _ACCESS_MEMO_ATTR, (user.pk, access))
+    return access
+
+
+def _staff_access_resolve(request: HttpRequest) -> StaffAccess | None:
+    tenant = getattr(request, "tenant", None)
+    if tenant is None:
+        return None
     membership = membership_for(request)
     if membership is not None and membership.role != Role.PATIENT:
         return StaffAccess(
@@ -148,7 +170,7 @@ def staff_access_for(request: HttpRequest) -> StaffAccess | None:
     if getattr(user, "is_platform_operator", False) and user.is_active:
         from security.breakglass import break_glass_live_grant
 
-        grant = break_glass_live_grant(tenant=request.tenant, operator=user)  # type: ignore[attr-defined]
+        grant = break_glass_live_grant(tenant=tenant, operator=user)
         if grant is not None:
             return StaffAccess(role=BREAK_GLASS_ROLE, permissions=permissions_for_role(BREAK_GLASS_ROLE), grant=grant)
         return StaffAccess(role=PLATFORM_OPERATOR_ROLE, permissions=OPERATOR_PERMISSIONS)

@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from audit.recorder import audit_record
 from portal.net import client_ip
-from security.models import Membership, Role, User, UserSession
+from security.models import User, UserSession
+from security.permissions import staff_access_for
 
 STAFF_IDLE_TIMEOUT = timedelta(minutes=15)
 STAFF_ABSOLUTE_TIMEOUT = timedelta(hours=12)
@@ -48,10 +49,8 @@ def is_staff_request(request: HttpRequest) -> bool:
         return False
     if getattr(user, "is_platform_operator", False):
         return True
-    tenant = getattr(request, "tenant", None)
-    if tenant is None:
-        return False
-    return Membership.objects.filter(tenant=tenant, user=user, is_active=True).exclude(role=Role.PATIENT).exists()
+    # The same answer the view's permission check uses (computed once per request).
+    return staff_access_for(request) is not None
 
 
 def _parse(value: Any) -> datetime | None:

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from audit.recorder import audit_record
 from portal.models import Tenant
-from security.login_lockout import account_lockouts, account_unlock, normalize_username
+from security.login_lockout import account_lockouts, login_failures_clear, normalize_username
 from security.mfa import mfa_devices_remove, mfa_enrolled_user_ids
 from security.models import Membership, Role, StaffInvitation, User
 from security.sessions import user_sessions_end_all
@@ -321,7 +321,7 @@ def member_unlock(
         user = locked.user
         if not account_lockouts(emails=[user.email]):
             raise TeamError("This account is not locked.")
-        cleared = account_unlock(email=user.email)
+        cleared = login_failures_clear(email=user.email)
         audit_record(
             action="staff.unlocked",
             tenant=tenant,
