@@ -220,6 +220,18 @@ def login_verified(client: Client, user: User) -> None:
     session.save()
 
 
+def password_step(client: Client, email: str, *, password: str | None = None, next_url: str = "") -> Any:
+    """Post the first step of signing in (email + password); returns its response."""
+    from django.urls import reverse
+
+    from tests.factories import PERSONA_PASSWORD
+
+    data = {"username": email, "password": password or PERSONA_PASSWORD}
+    if next_url:
+        data["next"] = next_url
+    return client.post(reverse("staff:login"), data)
+
+
 def sign_in(client: Client, user: User, *, password: str | None = None) -> Any:
     """Sign in through the real pages: password step, then a code from the user's app.
 
@@ -231,11 +243,11 @@ def sign_in(client: Client, user: User, *, password: str | None = None) -> Any:
     """
     from django.urls import reverse
 
-    from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+    from tests.factories import totp_code, totp_device
 
     device = totp_device(user)
     type(device).objects.filter(pk=device.pk).update(last_t=-1)
-    response = client.post(reverse("staff:login"), {"username": user.email, "password": password or PERSONA_PASSWORD})
+    response = password_step(client, user.email, password=password)
     assert response.status_code == 302, f"password step refused: {response.status_code}"
     device.refresh_from_db()
     return client.post(reverse("staff:mfa"), {"otp_token": totp_code(device)})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
 from typing import Any
 
 import factory
@@ -70,6 +71,10 @@ def totp_device(user: User) -> TOTPDevice:
     if device is None:
         device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
     return device
+
+
+# A recovery code as the recovery-codes page lists it.
+RECOVERY_CODE = re.compile(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>")
 
 
 def totp_code(device: TOTPDevice, *, at: float | None = None) -> str:

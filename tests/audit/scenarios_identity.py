@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from tests.audit.scenarios import scenario
-from tests.conftest import sign_in
-from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
-
-RECOVERY_CODE = re.compile(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>")
+from tests.conftest import password_step, sign_in
+from tests.factories import PERSONA_PASSWORD, RECOVERY_CODE, totp_code, totp_device
 
 
 def _password_step(clinic, user):
     client = clinic.client()
-    response = client.post(reverse("staff:login"), {"username": user.email, "password": PERSONA_PASSWORD})
-    assert response.status_code == 302
+    assert password_step(client, user.email).status_code == 302
     return client
 
 

@@ -16,20 +16,13 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from audit.models import AuditEvent
 from security.mfa import RECOVERY_CODE_COUNT
-from tests.conftest import login_verified, sign_in
-from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+from tests.conftest import login_verified, password_step, sign_in
+from tests.factories import RECOVERY_CODE, totp_code, totp_device
 
 pytestmark = pytest.mark.django_db
 
 START = datetime(2026, 5, 4, 9, 0, 10, tzinfo=UTC)
 PAYMENTS = "/staff/payments/"
-
-
-def _password_step(client: Client, email: str, password: str = PERSONA_PASSWORD, next_url: str = ""):
-    data = {"username": email, "password": password}
-    if next_url:
-        data["next"] = next_url
-    return client.post(reverse("staff:login"), data)
 
 
 def _code_from_page(html: str, *, at: float | None = None) -> str:
@@ -46,7 +39,7 @@ def test_first_sign_in_enrols_an_authenticator_then_shows_ten_recovery_codes_onc
     user = clinic_a.user("billing_manager")
     client = clinic_a.client()
     with time_machine.travel(START, tick=False) as traveller:
-        response = _password_step(client, user.email, next_url=PAYMENTS)
+        response = password_step(client, user.email, next_url=PAYMENTS)
         assert response.status_code == 302
         assert response["Location"].startswith(reverse("staff:mfa-enrol"))
 
@@ -63,7 +56,7 @@ def test_first_sign_in_enrols_an_authenticator_then_shows_ten_recovery_codes_onc
         traveller.shift(timedelta(seconds=5))  # past the back-off the wrong code started
         done = client.post(response["Location"], {"otp_token": _code_from_page(html)})
         assert done.status_code == 200
-        codes = re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", done.content.decode())
+        codes = RECOVERY_CODE.findall(done.content.decode())
         assert len(codes) == RECOVERY_CODE_COUNT == 10
         assert TOTPDevice.objects.filter(user=user, confirmed=True).count() == 1
         # Stored only as keyed hashes.
@@ -78,7 +71,7 @@ def test_enrolment_is_refused_once_an_authenticator_is_set_up(clinic_a):
     user = clinic_a.user("front_desk")
     device = totp_device(user)
     client = clinic_a.client()
-    _password_step(client, user.email)
+    password_step(client, user.email)
     response = client.get(reverse("staff:mfa-enrol"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("staff:mfa"))
     posted = client.post(reverse("staff:mfa-enrol"), {"otp_token": "123456"})
@@ -90,7 +83,7 @@ def test_password_then_code_signs_in_and_goes_to_next(clinic_a):
     user = clinic_a.user("front_desk")
     device = totp_device(user)
     client = clinic_a.client()
-    response = _password_step(client, user.email, next_url=PAYMENTS)
+    response = password_step(client, user.email, next_url=PAYMENTS)
     assert response["Location"].startswith(reverse("staff:mfa"))
     verified = client.post(response["Location"], {"otp_token": totp_code(device)})
     assert verified.status_code == 302 and verified["Location"] == PAYMENTS
@@ -102,7 +95,7 @@ def test_next_may_not_leave_the_host(clinic_a):
     user = clinic_a.user("front_desk")
     device = totp_device(user)
     client = clinic_a.client()
-    response = _password_step(client, user.email, next_url="https://evil.example/")
+    response = password_step(client, user.email, next_url="https://evil.example/")
     verified = client.post(response["Location"], {"otp_token": totp_code(device)})
     assert verified["Location"] == reverse("staff:dashboard")
 
@@ -113,11 +106,11 @@ def test_a_replayed_code_is_refused(clinic_a):
     with time_machine.travel(START, tick=False):
         code = totp_code(device)
         first = Client(HTTP_HOST=clinic_a.host)
-        _password_step(first, user.email)
+        password_step(first, user.email)
         assert first.post(reverse("staff:mfa"), {"otp_token": code}).status_code == 302
         # Same code, same 30-second step, another session: refused.
         second = Client(HTTP_HOST=clinic_a.host)
-        _password_step(second, user.email)
+        password_step(second, user.email)
         replay = second.post(reverse("staff:mfa"), {"otp_token": code})
         assert replay.status_code == 400
         assert second.get(PAYMENTS)["Location"].startswith(reverse("staff:mfa"))
@@ -127,19 +120,19 @@ def test_a_replayed_code_is_refused(clinic_a):
 def test_a_recovery_code_works_once(clinic_a):
     user = clinic_a.user("front_desk")
     client = clinic_a.client()
-    _password_step(client, user.email)
+    password_step(client, user.email)
     html = client.get(reverse("staff:mfa-enrol")).content.decode()
     done = client.post(reverse("staff:mfa-enrol"), {"otp_token": _code_from_page(html)})
-    codes = re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", done.content.decode())
+    codes = RECOVERY_CODE.findall(done.content.decode())
 
     other = clinic_a.client()
-    _password_step(other, user.email)
+    password_step(other, user.email)
     used = other.post(reverse("staff:mfa"), {"otp_token": codes[3].upper()})
     assert used.status_code == 302 and other.get(PAYMENTS).status_code == 200
     assert StaticToken.objects.filter(device__user=user).count() == 9
 
     again = clinic_a.client()
-    _password_step(again, user.email)
+    password_step(again, user.email)
     assert again.post(reverse("staff:mfa"), {"otp_token": codes[3]}).status_code == 400
     event = AuditEvent.objects.get(action="auth.recovery_code_used")
     assert event.details == {"remaining": 9}
@@ -149,12 +142,12 @@ def test_new_recovery_codes_replace_the_old_ones(clinic_a):
     client = clinic_a.client_as("front_desk")
     user = clinic_a.user("front_desk")
     first = client.post(reverse("staff:recovery-codes"))
-    old = re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", first.content.decode())
+    old = RECOVERY_CODE.findall(first.content.decode())
     second = client.post(reverse("staff:recovery-codes"))
-    new = re.findall(r"<li>([a-z2-9]{5}-[a-z2-9]{5})</li>", second.content.decode())
+    new = RECOVERY_CODE.findall(second.content.decode())
     assert len(old) == len(new) == 10 and not set(old) & set(new)
     signing_in = clinic_a.client()
-    _password_step(signing_in, user.email)
+    password_step(signing_in, user.email)
     with time_machine.travel(START, tick=False):
         assert signing_in.post(reverse("staff:mfa"), {"otp_token": old[0]}).status_code == 400
     with time_machine.travel(START + timedelta(seconds=5), tick=False):
@@ -165,7 +158,7 @@ def test_wrong_codes_are_throttled_by_the_device(clinic_a):
     user = clinic_a.user("front_desk")
     device = totp_device(user)
     client = clinic_a.client()
-    _password_step(client, user.email)
+    password_step(client, user.email)
     with time_machine.travel(START, tick=False):
         assert client.post(reverse("staff:mfa"), {"otp_token": "111111"}).status_code == 400
         assert client.post(reverse("staff:mfa"), {"otp_token": "222222"}).status_code == 400
@@ -181,7 +174,7 @@ def test_malformed_codes_get_a_clear_message_and_no_server_error(clinic_a, code)
     user = clinic_a.user("front_desk")
     totp_device(user)
     client = clinic_a.client()
-    _password_step(client, user.email)
+    password_step(client, user.email)
     response = client.post(reverse("staff:mfa"), {"otp_token": code})
     assert response.status_code == 400
     assert 'class="field-error"' in response.content.decode()
@@ -204,7 +197,7 @@ def test_platform_operators_sign_in_to_the_admin_with_both_factors(db, settings)
     assert response.status_code == 302
     login_page = client.get(response["Location"], follow=True)
     assert login_page.status_code == 200
-    step = _password_step(client, operator.email, next_url="/admin/")
+    step = password_step(client, operator.email, next_url="/admin/")
     assert step["Location"].startswith(reverse("staff:mfa"))
     assert client.get("/admin/portal/tenant/").status_code == 302
     verified = client.post(step["Location"], {"otp_token": totp_code(device)})

@@ -14,7 +14,6 @@ Personas are the roles of security.permissions.ACCESS_ROLES plus OUTSIDER
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Callable
@@ -238,33 +237,31 @@ def _membership(clinic: Clinic) -> object:
     return Membership.objects.get(tenant=clinic.tenant, user=clinic.user(Role.FRONT_DESK))
 
 
-def _invitation(clinic: Clinic) -> object:
+def _pending_invitation(clinic: Clinic, *, email: str, days: int) -> tuple[object, str]:
+    """A pending invitation to the clinic and its link token (only the token's hash is stored)."""
+    from security.invitations import token_hash
     from security.models import StaffInvitation
 
     token = secrets.token_urlsafe(32)
-    return StaffInvitation.objects.create(
+    invitation = StaffInvitation.objects.create(
         tenant=clinic.tenant,
-        email=f"invited@{clinic.slug}.example",
+        email=email,
         role=Role.FRONT_DESK,
-        token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        token_hash=token_hash(token),
         invited_by=clinic.user(Role.CLINIC_ADMIN),
-        expires_at=timezone.now() + timedelta(days=7),
+        expires_at=timezone.now() + timedelta(days=days),
     )
+    return invitation, token
+
+
+def _invitation(clinic: Clinic) -> object:
+    invitation, _ = _pending_invitation(clinic, email=f"invited@{clinic.slug}.example", days=7)
+    return invitation
 
 
 def _invitation_token(clinic: Clinic) -> object:
-    """The link token of a pending invitation to the clinic (only its hash is stored)."""
-    from security.models import StaffInvitation
-
-    token = secrets.token_urlsafe(32)
-    StaffInvitation.objects.create(
-        tenant=clinic.tenant,
-        email=f"invited-by-link@{clinic.slug}.example",
-        role=Role.FRONT_DESK,
-        token_hash=hashlib.sha256(token.encode()).hexdigest(),
-        invited_by=clinic.user(Role.CLINIC_ADMIN),
-        expires_at=timezone.now() + timedelta(days=3),
-    )
+    """The link token of a pending invitation to the clinic."""
+    _, token = _pending_invitation(clinic, email=f"invited-by-link@{clinic.slug}.example", days=3)
     return token
 
 
