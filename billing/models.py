@@ -201,7 +201,9 @@ class Checkout(TenantOwnedModel):
     statement = models.ForeignKey(Statement, on_delete=models.PROTECT, related_name="checkouts")
     # The SetupIntent the card form currently tokenizes into; replaced after each attempt.
     setup_intent_id = models.CharField(max_length=255, blank=True)
-    setup_intent_client_secret = models.CharField(max_length=255, blank=True)
+    # Lets a browser confirm that one SetupIntent (it cannot charge), but it is
+    # still a processor credential: sealed with the tenant's "secret" key.
+    setup_intent_client_secret = EncryptedTextField(max_length=255, blank=True, purpose=KeyPurpose.SECRET)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 

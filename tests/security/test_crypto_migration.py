@@ -1,4 +1,4 @@
-"""billing 0003 converts existing plaintext rows to ciphertext with blind indexes, and back."""
+"""billing 0003 and 0004 convert existing plaintext rows to ciphertext with blind indexes, and back."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from billing.models import Patient, ProcessorAccount, Statement
+from billing.models import Checkout, Patient, ProcessorAccount, Statement
 from billing.services.lookup import statement_lookup
 from portal.services import tenant_create
 from portal.tenancy.context import tenant_scope
 from security.crypto.fields import blind_index_filter
 
 BEFORE = ("billing", "0002_row_level_security")
-AFTER = ("billing", "0003_encrypt_phi")
+AFTER = ("billing", "0004_encrypt_setup_intent_secret")
 
 
 def _migrate(target: tuple[str, str]) -> None:
@@ -64,6 +64,12 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             [statement_uuid, tenant.pk, patient_id],
         )
         cursor.execute(
+            "INSERT INTO billing_checkout (public_id, tenant_id, statement_id, setup_intent_id,"
+            " setup_intent_client_secret, created_at, expires_at) SELECT %s, %s, id, 'seti_legacy',"
+            " 'seti_legacy_secret_Qx7', now(), now() FROM billing_statement WHERE public_id = %s",
+            [uuid.uuid4(), tenant.pk, statement_uuid],
+        )
+        cursor.execute(
             "INSERT INTO billing_processoraccount (tenant_id, publishable_key, secret_key, webhook_secret,"
             " card_check_policy, updated_at) VALUES (%s, 'pk_test_legacy', 'sk_test_legacy', 'whsec_legacy',"
             " 'flag', now())",
@@ -84,6 +90,8 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
     assert str(summary).startswith(f"s1:{tenant.pk}:phi:") and "Legacy visit" not in str(summary)
     secret, webhook = _one("SELECT secret_key, webhook_secret FROM billing_processoraccount")
     assert str(secret).startswith(f"s1:{tenant.pk}:secret:1:") and "whsec" not in str(webhook)
+    (client_secret,) = _one("SELECT setup_intent_client_secret FROM billing_checkout")
+    assert str(client_secret).startswith(f"s1:{tenant.pk}:secret:1:") and "legacy" not in str(client_secret)
 
     with tenant_scope(tenant):
         patient = Patient.objects.get(pk=patient_id)
@@ -93,6 +101,7 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             "+12025550111",
         )
         assert ProcessorAccount.objects.get().secret_key == "sk_test_legacy"
+        assert Checkout.objects.get().setup_intent_client_secret == "seti_legacy_secret_Qx7"
         found = statement_lookup(
             tenant=tenant, number="lg 5501", date_of_birth=datetime.date(1950, 6, 1), ip="192.0.2.7"
         )
@@ -110,3 +119,4 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
     )
     assert _one("SELECT number, lookup_key, summary FROM billing_statement") == ("LG-5501", "LG5501", "Legacy visit")
     assert _one("SELECT secret_key FROM billing_processoraccount") == ("sk_test_legacy",)
+    assert _one("SELECT setup_intent_client_secret FROM billing_checkout") == ("seti_legacy_secret_Qx7",)

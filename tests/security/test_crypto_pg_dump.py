@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from billing.demo import DEMO_CLINICS, demo_seed
-from billing.models import Patient, ProcessorAccount, Statement
+from billing.models import Checkout, Patient, ProcessorAccount, Statement
 from billing.services.lookup import statement_lookup
 from portal.models import Tenant
 from portal.tenancy.context import tenant_scope
@@ -67,6 +67,18 @@ def test_pg_dump_of_a_seeded_portal_shows_no_phi_or_secrets_yet_lookups_work() -
         with tenant_scope(tenant):
             webhook_secrets.append(ProcessorAccount.objects.get().webhook_secret)
     assert len(webhook_secrets) == 2 and all(s.startswith("whsec_") for s in webhook_secrets)
+    # A checkout holding the processor's SetupIntent client secret (a credential for that SetupIntent).
+    tenant = Tenant.objects.order_by("pk").first()
+    with tenant_scope(tenant):
+        checkout = Checkout.objects.create(
+            tenant=tenant,
+            statement=Statement.objects.filter(tenant=tenant).order_by("pk").first(),
+            setup_intent_id="seti_dumptest",
+            setup_intent_client_secret="seti_dumptest_secret_Zq81VbPm",
+            expires_at=datetime.datetime(2026, 11, 21, tzinfo=datetime.UTC),
+        )
+        assert Checkout.objects.get(pk=checkout.pk).setup_intent_client_secret == "seti_dumptest_secret_Zq81VbPm"
+    webhook_secrets.append("seti_dumptest_secret_Zq81VbPm")
 
     dump = _dump()
     assert "COPY public.billing_patient" in dump and "s1:" in dump  # the data is there, sealed
