@@ -39,6 +39,8 @@ ACTIONS: dict[str, str] = {
     "breakglass.started": "A platform operator started emergency access to the clinic (duration; the reason is on the grant)",
     "breakglass.ended": "A platform operator ended emergency access before it expired",
     "ledger.viewed": "Staff viewed a list of payments naming patients",
+    "patient.list_viewed": "Staff viewed a page of the patient list (the patients shown are listed)",
+    "patient.searched": "Staff searched patients by an exact key (kinds of key tried and patients shown; never the text)",
     "demo.seeded": "The demo clinic was seeded",
     # Access to the audit trail itself (PCI DSS 10.2.1.3) and its maintenance.
     "audit.searched": "A compliance officer searched the audit trail",

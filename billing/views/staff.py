@@ -1,4 +1,5 @@
-"""Staff pages about money: recent payments and a patient's ledger.
+"""Staff pages about patients and money: the patient list and search, recent
+payments and a patient's ledger.
 
 Routed from portal.urls_staff; reconciliation and refunds will join them.
 """
@@ -7,17 +8,72 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from audit.recorder import audit_record
 from billing.access import access_patient_by_uuid
-from billing.models import LedgerEntry, Payment
+from billing.forms import PatientSearchForm
+from billing.models import LedgerEntry, Patient, Payment
 from billing.services.ledger import patient_balance
+from billing.services.patient_search import patient_search, patients_newest_first
 from security.permissions import require_permission
 
 PAYMENTS_PAGE_SIZE = 50
+PATIENTS_PAGE_SIZE = 50
+
+
+def _shown_patients(page: Page[Patient]) -> list[str]:
+    return [str(patient.public_id) for patient in page.object_list]
+
+
+@require_permission("patients.view")
+@require_http_methods(["GET", "POST"])
+def patients(request: HttpRequest) -> HttpResponse:
+    """Browse the clinic's patients (GET, newest first) or search them by an exact key (POST).
+
+    A search is a POST so that names, emails and phones never appear in a URL
+    (browser history, proxy and server logs). Both list PHI, so both are
+    audited with the public ids of the rows shown (never the search text). An
+    invalid search shows its errors and lists nothing.
+    """
+    tenant = request.tenant  # type: ignore[attr-defined]
+    form = PatientSearchForm(request.POST if request.method == "POST" else None)
+    context: dict[str, object] = {"form": form}
+    if request.method == "POST" and not form.is_valid():
+        return render(request, "billing/staff/patients.html", context)
+    text = form.cleaned_data.get("q", "").strip() if form.is_bound else ""
+    details: dict[str, object]
+    if text:
+        date_of_birth = form.cleaned_data.get("date_of_birth")
+        search = patient_search(tenant=tenant, text=text, date_of_birth=date_of_birth)
+        page = Paginator(search.patients, PATIENTS_PAGE_SIZE).get_page(request.POST.get("page"))
+        action = "patient.searched"
+        details = {
+            "kinds": ",".join(search.kinds),
+            "with_date_of_birth": date_of_birth is not None,
+            "matches": len(search.patients),
+            "truncated": search.truncated,
+        }
+        context.update(searching=True, truncated=search.truncated, matches=len(search.patients))
+    else:
+        page = Paginator(patients_newest_first(tenant=tenant), PATIENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+        action = "patient.list_viewed"
+        details = {}
+    details.update(page=page.number, patients=_shown_patients(page))
+    audit_record(
+        action=action,
+        tenant=tenant,
+        actor=request.user,
+        actor_role=request.access.role,  # type: ignore[attr-defined]
+        target_type="patient_list",
+        request=request,
+        details=details,
+    )
+    context["page"] = page
+    return render(request, "billing/staff/patients.html", context)
 
 
 @require_permission("payments.view")

@@ -99,6 +99,17 @@ def _ledger(clinic) -> None:
     assert clinic.client_as("front_desk").get(reverse("staff:payments")).status_code == 200
 
 
+@scenario("patient.list_viewed")
+def _patient_list(clinic) -> None:
+    assert clinic.client_as("front_desk").get(reverse("staff:patients")).status_code == 200
+
+
+@scenario("patient.searched")
+def _patient_search(clinic) -> None:
+    response = clinic.client_as("front_desk").post(reverse("staff:patients"), {"q": clinic.patient.last_name})
+    assert response.status_code == 200
+
+
 @scenario("statement.lookup")
 def _lookup(clinic) -> None:
     clinic.client().post(

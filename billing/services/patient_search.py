@@ -1,0 +1,131 @@
+"""Finding a clinic's patients when every identifying field is encrypted.
+
+Patient names, dates of birth, account numbers, emails and phones are sealed
+at rest (security.crypto), so the database cannot compare or sort them. What
+it can do is match keyed blind indexes exactly, after the same normalisation
+the index was written with (case, spaces, date and phone formats). A search
+therefore reads what the person typed, decides which indexes it could be
+(an email, a phone number, an account number, a last name), and asks the
+database for rows whose index equals any of them. That is an indexed equality
+look-up: as fast as a plaintext search by the same key.
+
+What it cannot do, by design: partial matches ("Lov" for "Lovelace") and
+ordering the whole table by name. Browsing lists patients newest first; the
+rows of one search (few: an exact key) are ordered by name after decryption.
+
+The search text never leaves this module: audit details name which kinds of
+key were tried (`kinds`), never the text.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from django.db.models import Q, QuerySet
+
+from billing.models import Patient
+from portal.models import Tenant
+from security.crypto.fields import blind_index_filter
+from security.crypto.normalize import normalize_phone
+
+# A search is an exact key, so it matches few rows; more than this many means
+# the key is not selective (a very common last name) and the person should
+# add a date of birth.
+MAX_SEARCH_MATCHES = 500
+_PHONE_CHARACTERS = re.compile(r"[\d\s()+.\-]+")
+_MIN_PHONE_DIGITS = 7
+
+
+@dataclass(frozen=True)
+class PatientSearch:
+    """The patients matching one search, ordered by name, and how they were found."""
+
+    patients: list[Patient]
+    kinds: tuple[str, ...]  # which keys were tried: email, phone, account, name, name_dob
+    truncated: bool  # more than MAX_SEARCH_MATCHES matched; only the first are listed
+
+
+def patients_newest_first(*, tenant: Tenant) -> QuerySet[Patient]:
+    """Every patient of the clinic, newest first (browsing; paginate it)."""
+    return Patient.objects.filter(tenant=tenant).order_by("-created_at", "-pk")
+
+
+def _looks_like_phone(text: str) -> bool:
+    return bool(_PHONE_CHARACTERS.fullmatch(text)) and len(normalize_phone(text)) >= _MIN_PHONE_DIGITS
+
+
+def _name_candidates(text: str) -> list[str]:
+    """Last names the text could name: all of it ("van Dyke"), or its last word ("Ada Lovelace")."""
+    words = text.split()
+    candidates = [" ".join(words)]
+    if len(words) > 1:
+        candidates.append(words[-1])
+    return candidates
+
+
+def _first_name_filter(text: str) -> str:
+    """The first-name part of "Ada Lovelace" (case-folded), or "" for a single word."""
+    words = text.split()
+    return " ".join(words[:-1]).casefold() if len(words) > 1 else ""
+
+
+def _matching(tenant: Tenant, condition: Q) -> list[Patient]:
+    return list(Patient.objects.filter(tenant=tenant).filter(condition).order_by("pk")[: MAX_SEARCH_MATCHES + 1])
+
+
+def _index(tenant: Tenant, field_name: str, alternatives: list[tuple[object, ...]]) -> Q:
+    """Rows whose `field_name` index equals any alternative (one value per source of the index)."""
+    condition = Q(pk__in=[])
+    for values in alternatives:
+        condition |= blind_index_filter(tenant_id=tenant.pk, model=Patient, field_name=field_name, values=values)
+    return condition
+
+
+def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | None) -> PatientSearch:
+    """Patients of `tenant` whose email, phone, account number or last name equals `text`.
+
+    `text` must not be empty (the form checks). With `date_of_birth`, names
+    are matched on the last name + date of birth index and every other kind
+    of match must also have that date of birth. "Ada Lovelace" finds last
+    name "Lovelace" with a first name starting "Ada" (and a last name that
+    is "Ada Lovelace" as a whole).
+    """
+    text = " ".join(text.split())
+    kinds: list[str] = []
+    keys = Q(pk__in=[])
+    if "@" in text:
+        keys |= _index(tenant, "email_index", [(text,)])
+        kinds.append("email")
+    if _looks_like_phone(text):
+        keys |= _index(tenant, "phone_index", [(text,)])
+        kinds.append("phone")
+    keys |= _index(tenant, "account_number_index", [(text,)])
+    kinds.append("account")
+    found = _matching(tenant, keys)
+
+    if any(character.isalpha() for character in text):
+        names = _name_candidates(text)
+        if date_of_birth is not None:
+            by_name = _matching(tenant, _index(tenant, "name_dob_index", [(name, date_of_birth) for name in names]))
+            kinds.append("name_dob")
+        else:
+            by_name = _matching(tenant, _index(tenant, "last_name_index", [(name,) for name in names]))
+            kinds.append("name")
+        first_name = _first_name_filter(text)
+        if first_name:
+            whole = text.casefold()
+            by_name = [
+                patient
+                for patient in by_name
+                if patient.first_name.casefold().startswith(first_name) or patient.last_name.casefold() == whole
+            ]
+        known = {patient.pk for patient in found}
+        found += [patient for patient in by_name if patient.pk not in known]
+
+    truncated = len(found) > MAX_SEARCH_MATCHES
+    if date_of_birth is not None:
+        found = [patient for patient in found if patient.date_of_birth == date_of_birth]
+    found.sort(key=lambda patient: (patient.last_name.casefold(), patient.first_name.casefold(), patient.pk))
+    return PatientSearch(patients=found[:MAX_SEARCH_MATCHES], kinds=tuple(kinds), truncated=truncated)

@@ -1,0 +1,123 @@
+"""The staff patient list and search: exact keys through blind indexes, POST only, audited without the text."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.urls import reverse
+
+from audit.models import AuditEvent
+from billing.services.patient_search import patient_search
+from portal.tenancy.context import tenant_scope
+from tests.conftest import Clinic
+from tests.factories import PatientFactory
+
+pytestmark = pytest.mark.django_db
+
+DOB = datetime.date(1961, 7, 4)
+
+
+@pytest.fixture
+def patients(clinic_a: Clinic, clinic_b: Clinic) -> dict[str, object]:
+    ada = PatientFactory(
+        tenant=clinic_a.tenant,
+        first_name="Ada",
+        last_name="Lovelace",
+        date_of_birth=DOB,
+        email="Ada.Lovelace@Example.org",
+        phone="+1 (202) 555-0143",
+        account_number="MRN-7731",
+    )
+    byron = PatientFactory(
+        tenant=clinic_a.tenant, first_name="Byron", last_name="Lovelace", date_of_birth=datetime.date(1970, 1, 2)
+    )
+    van_dyke = PatientFactory(tenant=clinic_a.tenant, first_name="Dick", last_name="Van Dyke")
+    # Same name and date of birth at the other clinic: never found from clinic A.
+    other = PatientFactory(tenant=clinic_b.tenant, first_name="Ada", last_name="Lovelace", date_of_birth=DOB)
+    return {"ada": ada, "byron": byron, "van_dyke": van_dyke, "other": other}
+
+
+def _found(clinic: Clinic, text: str, date_of_birth: datetime.date | None = None) -> list[str]:
+    with tenant_scope(clinic.tenant):
+        search = patient_search(tenant=clinic.tenant, text=text, date_of_birth=date_of_birth)
+    return [f"{patient.first_name} {patient.last_name}" for patient in search.patients]
+
+
+@pytest.mark.usefixtures("patients")
+@pytest.mark.parametrize(
+    ("text", "date_of_birth", "expected"),
+    [
+        ("lovelace", None, ["Ada Lovelace", "Byron Lovelace"]),  # case
+        ("  LOVELACE ", None, ["Ada Lovelace", "Byron Lovelace"]),  # spaces
+        ("Ada Lovelace", None, ["Ada Lovelace"]),  # first name narrows the last-name match
+        ("lovelace", DOB, ["Ada Lovelace"]),  # last name + date of birth index
+        ("van  dyke", None, ["Dick Van Dyke"]),  # a two-word last name, as a whole
+        ("ada.lovelace@example.ORG", None, ["Ada Lovelace"]),  # email, any case
+        ("202.555.0143", None, ["Ada Lovelace"]),  # phone, another format
+        ("12025550143", None, ["Ada Lovelace"]),
+        ("MRN-7731", None, ["Ada Lovelace"]),  # account number
+        ("Lovel", None, []),  # exact keys only: no partial matches
+        ("byron lovelace", DOB, []),  # right name, wrong date of birth
+    ],
+)
+def test_search_finds_patients_by_exact_keys_after_normalisation(
+    clinic_a: Clinic, text: str, date_of_birth: datetime.date | None, expected: list[str]
+) -> None:
+    assert _found(clinic_a, text, date_of_birth) == expected
+
+
+@pytest.mark.usefixtures("patients")
+def test_search_never_crosses_clinics(clinic_b: Clinic) -> None:
+    assert _found(clinic_b, "Lovelace") == ["Ada Lovelace"]
+    assert _found(clinic_b, "MRN-7731") == []
+
+
+def test_search_is_a_post_and_is_audited_with_ids_not_text(clinic_a: Clinic, patients: dict[str, object]) -> None:
+    client = clinic_a.client_as("front_desk")
+    response = client.post(reverse("staff:patients"), {"q": "Lovelace", "date_of_birth": "07/04/1961"})
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Lovelace, Ada" in body and "Byron" not in body and "1 patient found" in body
+    event = AuditEvent.objects.filter(tenant=clinic_a.tenant, action="patient.searched").get()
+    ada = patients["ada"]
+    assert event.details["patients"] == [str(ada.public_id)]  # type: ignore[attr-defined]
+    assert event.details["kinds"] == "account,name_dob" and event.details["with_date_of_birth"] is True
+    assert "Lovelace" not in str(event.details) and "1961" not in str(event.details)
+    assert "Lovelace" not in response.request["PATH_INFO"] + response.request.get("QUERY_STRING", "")
+
+
+def test_browsing_lists_newest_first_pages_of_fifty_and_audits_the_page_shown(clinic_a: Clinic) -> None:
+    for n in range(55):
+        PatientFactory(tenant=clinic_a.tenant, first_name=f"P{n}", last_name="Pageful")
+    client = clinic_a.client_as("billing_manager")
+    first = client.get(reverse("staff:patients"))
+    second = client.get(reverse("staff:patients") + "?page=2")
+    assert first.status_code == second.status_code == 200
+    assert "Pageful, P54" in first.content.decode() and "Page 1 of 2" in first.content.decode()
+    events = list(AuditEvent.objects.filter(tenant=clinic_a.tenant, action="patient.list_viewed").order_by("sequence"))
+    assert [len(e.details["patients"]) for e in events] == [50, 6]  # 55 new + the clinic's own patient
+    assert [e.details["page"] for e in events] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"q": "Lovelace", "date_of_birth": "not a date"}, "Enter the date of birth as a date"),
+        ({"q": "", "date_of_birth": "07/04/1961"}, "with the date of birth"),
+        ({"q": "x" * 255}, "at most 254 characters"),
+    ],
+)
+def test_bad_search_input_shows_a_message_lists_nothing_and_records_nothing(
+    clinic_a: Clinic, patients: dict[str, object], data: dict[str, str], message: str
+) -> None:
+    response = clinic_a.client_as("front_desk").post(reverse("staff:patients"), data)
+    body = response.content.decode()
+    assert response.status_code == 200 and message in body and 'id="patients"' not in body
+    assert not AuditEvent.objects.filter(action__startswith="patient.").exists()
+
+
+def test_roles_without_patient_access_cannot_list_or_search(clinic_a: Clinic) -> None:
+    officer = clinic_a.client_as("compliance_officer")
+    assert officer.get(reverse("staff:patients")).status_code == 403
+    assert officer.post(reverse("staff:patients"), {"q": "Lovelace"}).status_code == 403
