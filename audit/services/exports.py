@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
-import queue
 import secrets
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +19,7 @@ from django.utils import timezone
 from audit import conf
 from audit.chain import GENESIS, digest_text, format_time
 from audit.crypto import EncryptingWriter, KeyWrapper, decrypt_stream
-from audit.exportformat import Filters, PreparedRow, SegmentStats, write_segment, write_segment_rows
+from audit.exportformat import RAW_COLUMNS, CopySegmentWriter, Filters, SegmentStats, write_segment
 from audit.models import AuditChain, AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
 from audit.pdf import summary_pdf
 from audit.recorder import audit_record
@@ -104,93 +101,61 @@ def export_request(
     return export
 
 
-# PostgreSQL renders each event's canonical JSON (audit.chain.canonical_bytes)
-# around its details, so Python only re-hashes and writes: see
-# exportformat.write_segment_rows. Field order is the sorted key order.
-_PREPARED_SQL = """
-SELECT sequence, prev_hash, hash,
-  '{"action":' || to_json(action)::text
-  || ',"actor_role":' || to_json(actor_role)::text
-  || ',"actor_user_id":' || COALESCE('"' || actor_user_id::text || '"', 'null')
-  || ',"chain":' || %(chain)s
-  || ',"details":',
-  details::text,
-  ',"occurred_at":"' || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-  || '","outcome":' || to_json(outcome)::text
-  || ',"prev_hash":' || to_json(prev_hash)::text
-  || ',"public_id":"' || public_id::text
-  || '","request_id":' || to_json(request_id)::text
-  || ',"sequence":' || sequence::text
-  || ',"source_ip":' || COALESCE(to_json(host(source_ip))::text, 'null')
-  || ',"target_id":' || to_json(target_id)::text
-  || ',"target_type":' || to_json(target_type)::text,
-  action, outcome, actor_role
-FROM {table} WHERE chain_id = %(chain_id)s AND sequence >= %(first)s AND sequence < %(stop)s
-ORDER BY sequence
-"""
-PREPARED_CHUNK = 10_000
+# Rows per COPY statement. Between statements the connection is free for the
+# record path (rows the fast path cannot prove) and for progress updates; a
+# statement's rows are all that may wait in memory for the record path.
+COPY_CHUNK = 50_000
+# psycopg2 hands each COPY row to a write() call; a BufferedWriter (C) gathers
+# them so that Python sees blocks of this size instead.
+COPY_BLOCK = 256 * 1024
 
 
-def prepared_batches(chain: AuditChain, *, first: int, last: int, size: int = 2000) -> Iterator[list[PreparedRow]]:
-    """The chain's events first..last as prepared rows (PostgreSQL only), in batches of `size`.
+class _BlockSink(io.RawIOBase):
+    """The raw end of the BufferedWriter that psycopg2 writes COPY rows to."""
 
-    One `COPY (SELECT …) TO STDOUT` per PREPARED_CHUNK sequences (an index
-    range scan), run by a prefetch thread on the same database connection
-    (psycopg2 serialises its use; each COPY finishes into memory before it is
-    handed over, so the caller's progress updates never wait long on this
-    thread). It lets the server render the next chunk while the caller
-    verifies this one, though psycopg2 takes the GIL once per COPY row, which
-    limits the overlap (docs/performance.md). Memory stays at about two chunks.
+    def __init__(self, segment: CopySegmentWriter) -> None:
+        self._segment = segment
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        # `data` is a view of the buffer, valid only during this call.
+        self._segment.write(bytes(data))
+        return len(data)
+
+
+def copy_segment_rows(
+    segment: CopySegmentWriter,
+    chain: AuditChain,
+    *,
+    first: int,
+    last: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Stream events first..last of `chain` into `segment` as COPY text (PostgreSQL only).
+
+    The same `COPY (SELECT <columns> … ORDER BY sequence) TO STDOUT` as a plain
+    dump of the table, one per COPY_CHUNK sequences (an index range scan), on
+    the Django connection, so it runs in the caller's transaction and tenant
+    scope (the row-level security setting). The server fills the socket while
+    Python works on the previous block, so both CPUs stay busy without a
+    thread. `progress(events done)` is called after each statement.
     """
-    select = _PREPARED_SQL.replace("{table}", connection.ops.quote_name(AuditEvent._meta.db_table))
-    chain_json = json.dumps(chain.key, ensure_ascii=True)
-    connection.ensure_connection()
-    raw = connection.connection
-    chunks: queue.Queue[list[bytes] | Exception | None] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item: list[bytes] | Exception | None) -> bool:
-        while not stop.is_set():
-            try:
-                chunks.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        try:
-            with raw.cursor() as cursor:
-                start = first
-                while start <= last and not stop.is_set():
-                    end = min(start + PREPARED_CHUNK, last + 1)
-                    params = {"chain": chain_json, "chain_id": chain.pk, "first": start, "stop": end}
-                    query = cursor.mogrify(select, params).decode()
-                    buffer = io.BytesIO()
-                    cursor.copy_expert(f"COPY ({query}) TO STDOUT", buffer)
-                    rows = buffer.getvalue().split(b"\n")
-                    rows.pop()  # after the last newline
-                    if not put(rows):
-                        return
-                    start = end
-            put(None)
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            put(exc)
-
-    worker = threading.Thread(target=fetch, name="audit-export-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = chunks.get()
-            if item is None:
-                return
-            if isinstance(item, Exception):
-                raise item
-            for i in range(0, len(item), size):
-                yield item[i : i + size]
-    finally:
-        stop.set()
-        worker.join()
+    columns = ", ".join(connection.ops.quote_name(name) for name in RAW_COLUMNS)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    select = (
+        f"SELECT {columns} FROM {table} "  # noqa: S608 - fixed names; values are bound parameters
+        "WHERE chain_id = %s AND sequence >= %s AND sequence < %s ORDER BY sequence"
+    )
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # psycopg2's own cursor: Django's wrapper has no copy_expert
+        for start in range(first, last + 1, COPY_CHUNK):
+            query = raw.mogrify(select, (chain.pk, start, min(start + COPY_CHUNK, last + 1))).decode()
+            with segment.copying(), io.BufferedWriter(_BlockSink(segment), buffer_size=COPY_BLOCK) as rows:
+                raw.copy_expert(f"COPY ({query}) TO STDOUT", rows)
+            if progress is not None:
+                progress(segment.processed)
 
 
 def _record_at(chain: AuditChain, sequence: int) -> dict[str, Any]:
@@ -215,31 +180,44 @@ def write_chain_segment(
 ) -> SegmentStats:
     """Stream events first..last of `chain` into an export (write_segment's output, byte for byte).
 
-    On PostgreSQL the database pre-renders the canonical JSON (fast path);
-    elsewhere (SQLite in development and tests) records come through the ORM.
-    Either way every event is re-hashed and the chain re-verified.
+    On PostgreSQL the raw columns come by COPY and Python renders the
+    canonical JSON a block at a time (fast path; progress is then reported
+    after each COPY_CHUNK events); elsewhere (SQLite in development and tests)
+    records come through the ORM. Either way every event is re-hashed and the
+    chain re-verified.
     """
-    common: dict[str, Any] = {
-        "jsonl": jsonl,
-        "csv_sink": csv_sink,
-        "header": header,
-        "start_sequence": first,
-        "start_prev_hash": start_prev_hash,
-        "checkpoints": checkpoints,
-        "filters": filters,
-        "signer": signer,
-        "progress": progress,
-        "progress_every": progress_every,
-    }
     if str(header["chain"]) != chain.key:
         raise ValueError("the header must name the chain being exported")
-    if connection.vendor == "postgresql":
-        return write_segment_rows(
-            batches=prepared_batches(chain, first=first, last=last, size=progress_every),
-            fetch_record=lambda sequence: _record_at(chain, sequence),
-            **common,
+    if connection.vendor != "postgresql":
+        return write_segment(
+            jsonl=jsonl,
+            csv_sink=csv_sink,
+            header=header,
+            records=chain_events(chain, first=first, last=last),
+            start_sequence=first,
+            start_prev_hash=start_prev_hash,
+            checkpoints=checkpoints,
+            filters=filters,
+            signer=signer,
+            progress=progress,
+            progress_every=progress_every,
         )
-    return write_segment(records=chain_events(chain, first=first, last=last), **common)
+    segment = CopySegmentWriter(
+        jsonl=jsonl,
+        csv_sink=csv_sink,
+        header=header,
+        start_sequence=first,
+        start_prev_hash=start_prev_hash,
+        checkpoints=checkpoints,
+        filters=filters,
+        signer=signer,
+        fetch_record=lambda sequence: _record_at(chain, sequence),
+    )
+    copy_segment_rows(segment, chain, first=first, last=last, progress=progress)
+    stats = segment.finish()
+    if progress is not None:
+        progress(segment.processed)
+    return stats
 
 
 def _segment_bounds(export: AuditExport) -> tuple[int, int] | None:
