@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,38 @@ def best_of(repeats: int, run: Callable[[], Any]) -> float:
         run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median wall and CPU (this process) seconds of one contender's runs."""
+
+    wall: float
+    cpu: float
+
+
+def interleaved(
+    repeats: int, contenders: dict[str, Callable[[], Any]], *, statistic: str = "median"
+) -> dict[str, Timing]:
+    """Run the contenders in turn, `repeats` rounds, and take each one's median (or min).
+
+    Round-robin rather than one block each: on a shared machine the load
+    changes within seconds, and blocks would hand that change to whichever
+    contender ran during it. CPU time (time.process_time) is shown beside
+    wall time: other processes hardly move it, but it leaves out the database
+    server's own work. The minimum is the figure least moved by other
+    processes (each contender's luckiest round); the median is the default.
+    """
+    pick: Callable[[list[float]], float] = statistics.median if statistic == "median" else min
+    walls: dict[str, list[float]] = {name: [] for name in contenders}
+    cpus: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, run in contenders.items():
+            wall_start, cpu_start = time.perf_counter(), time.process_time()
+            run()
+            cpus[name].append(time.process_time() - cpu_start)
+            walls[name].append(time.perf_counter() - wall_start)
+    return {name: Timing(pick(walls[name]), pick(cpus[name])) for name in contenders}
 
 
 def peak_rss_mb() -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -83,17 +84,27 @@ class EncryptedDescriptor(DeferredAttribute):
     even though the value lives in the instance __dict__.
     """
 
+    def __init__(self, field: Any) -> None:
+        super().__init__(field)
+        self.attname = field.attname
+
     def __get__(self, instance: Any, cls: Any = None) -> Any:
         if instance is None:
             return self
-        value = super().__get__(instance, cls)
-        if isinstance(value, Sealed):
+        # The loaded value straight from the instance (what DeferredAttribute
+        # does, minus its call): this runs once per field per row of a list.
+        state = instance.__dict__
+        try:
+            value = state[self.attname]
+        except KeyError:  # deferred: DeferredAttribute loads it
+            value = super().__get__(instance, cls)
+        if value.__class__ is Sealed:
             value = self.field.unseal(instance, value.token)  # type: ignore[attr-defined]
-            instance.__dict__[self.field.attname] = value
+            state[self.attname] = value
         return value
 
     def __set__(self, instance: Any, value: Any) -> None:
-        instance.__dict__[self.field.attname] = value
+        instance.__dict__[self.attname] = value
 
 
 class SealedPrefix(StartsWith):
@@ -123,6 +134,27 @@ def _binding(tenant_id: int, model: type[models.Model], field_name: str, row_id:
     # Bindings are immutable and name only identifiers: cached, because a list
     # page or a save builds the same rows' bindings for every field read.
     return cipher.Binding(tenant_id=tenant_id, model_label=model._meta.label, field_name=field_name, row_id=str(row_id))
+
+
+# Place of each (tenant, model, field, row) read lately: identifiers only,
+# like _binding; one per field of a row, so a 500-row list of 5 fields keeps
+# 2,500. A plain dict, emptied when full: a look-up with a UUID in the key
+# (lru_cache) costs as much as a decryption, because UUID hashes and compares
+# in Python; here the key holds the UUID's integer.
+_PLACES_MAX = 32_768
+_places: dict[tuple[Any, ...], cipher.Place] = {}
+
+
+def _place(tenant_id: int, model: type[models.Model], field_name: str, row_id: Any, purpose: str) -> cipher.Place:
+    # The row id's class is part of the key: UUID(int=5) and 5 bind differently.
+    row_class = row_id.__class__
+    key = (tenant_id, model, field_name, row_class, row_id.int if row_class is uuid.UUID else row_id)
+    found = _places.get(key)
+    if found is None:
+        if len(_places) >= _PLACES_MAX:
+            _places.clear()
+        found = _places[key] = cipher.Place(_binding(tenant_id, model, field_name, row_id), purpose)
+    return found
 
 
 class EncryptedFieldMixin:
@@ -182,24 +214,44 @@ class EncryptedFieldMixin:
 
     # -- binding, sealing --
 
+    def _row(self, instance: models.Model) -> tuple[int, Any]:
+        """(tenant id, row id) of the instance; EncryptedFieldUsageError when either is missing."""
+        state = instance.__dict__
+        tenant_id = state.get("tenant_id")
+        row_id = state.get(self.row_id_field)
+        if tenant_id is None or row_id is None or (isinstance(row_id, str) and not row_id):
+            # Not loaded as plain attributes (deferred, a property) or really missing.
+            tenant_id = getattr(instance, "tenant_id", None)
+            row_id = getattr(instance, self.row_id_field, None)
+            if tenant_id is None:
+                raise EncryptedFieldUsageError(f"{instance._meta.label}.{self.name}: the row has no tenant")
+            if row_id is None or row_id == "":
+                raise EncryptedFieldUsageError(
+                    f"{instance._meta.label}.{self.name}: the row has no {self.row_id_field}"
+                )
+        return int(tenant_id), row_id
+
     def binding_for(self, instance: models.Model) -> cipher.Binding:
-        tenant_id = getattr(instance, "tenant_id", None)
-        row_id = getattr(instance, self.row_id_field, None)
-        if tenant_id is None:
-            raise EncryptedFieldUsageError(f"{instance._meta.label}.{self.name}: the row has no tenant")
-        if row_id is None or row_id == "":
-            raise EncryptedFieldUsageError(f"{instance._meta.label}.{self.name}: the row has no {self.row_id_field}")
-        return _binding(int(tenant_id), type(instance), self.name, row_id)
+        return self.place_for(instance).binding
+
+    def place_for(self, instance: models.Model) -> cipher.Place:
+        # _row's common case inline (one call less per value read): both ids
+        # loaded as plain attributes, the tenant id an int. A UUID is always
+        # true; "" and None are not.
+        state = instance.__dict__
+        tenant_id = state.get("tenant_id")
+        row_id = state.get(self.row_id_field)
+        if tenant_id.__class__ is not int or not row_id:
+            tenant_id, row_id = self._row(instance)
+        return _place(tenant_id, type(instance), self.name, row_id, self.purpose)
 
     def seal(self, instance: models.Model, value: Any) -> _Token | None:
         if value is None:
             return None
-        token = cipher.seal(self.to_plaintext_bytes(value), binding=self.binding_for(instance), purpose=self.purpose)
-        return _Token(token)
+        return _Token(cipher.seal_at(self.to_plaintext_bytes(value), self.place_for(instance)))
 
     def unseal(self, instance: models.Model, token: str) -> Any:
-        data = cipher.open_(token, binding=self.binding_for(instance), purpose=self.purpose)
-        return self.from_plaintext_bytes(data)
+        return self.from_plaintext_bytes(cipher.open_at(token, self.place_for(instance)))
 
     def stored_version(self, raw: Any) -> int | None:
         """The key version a stored value names (None for NULL)."""

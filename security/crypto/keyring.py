@@ -17,15 +17,17 @@ exist, and values sealed with it could never be opened.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.dispatch import receiver
 
 from security.crypto.errors import KeyUnavailableError, UnknownDataKeyError
@@ -71,14 +73,30 @@ class _Entry:
     # as a decryption. It holds the key too, so it lives and dies with the entry.
     aead: AESGCM
     loaded_at: float
-    uses: int = 0
+    # loaded_at + the cache's max age; set to 0 when the entry is dropped, so a
+    # reader that fetched it just before can no longer use it.
+    expires_at: float
+    # Uses handed out so far. next() on an itertools.count is a single C call,
+    # atomic under the GIL, so readers count without the lock and no use is lost.
+    uses: Iterator[int] = field(default_factory=itertools.count)
+
+    def retire(self) -> None:
+        self.expires_at = 0.0
+        self.material.wipe()
 
     def __repr__(self) -> str:
-        return f"<cached data key, {self.uses} uses>"
+        return "<cached data key>"
 
 
 class DataKeyCache:
-    """Plaintext data keys by tenant, then (purpose, version). Thread-safe."""
+    """Plaintext data keys by tenant, then (purpose, version). Thread-safe.
+
+    Reads take no lock: a look-up is two dict reads, a clock read and one
+    count (each atomic under the GIL), because a list page makes thousands of
+    them. Writes (put, eviction, forget) take the lock. The bounds hold on
+    every read: an entry older than max_age_seconds, loaded "in the future"
+    (the clock went back), used max_uses times, or dropped, is never returned.
+    """
 
     def __init__(self, *, max_age_seconds: float = MAX_CACHE_SECONDS, max_uses: int = DEFAULT_MAX_USES) -> None:
         self.max_age_seconds = min(float(max_age_seconds), float(MAX_CACHE_SECONDS))
@@ -86,51 +104,79 @@ class DataKeyCache:
         self._by_tenant: dict[int, dict[tuple[str, int], _Entry]] = {}
         self._lock = threading.Lock()
 
-    def _use(self, tenant_id: int, purpose: str, version: int) -> _Entry | None:
-        # Caller holds the lock. Counts one use; evicts an entry too old or used up.
+    def fresh_entry(self, tenant_id: int, purpose: str, version: int) -> _Entry | None:
+        """The entry, counting one use; None (and evicted) when absent, too old or used up."""
         entries = self._by_tenant.get(tenant_id)
-        entry = entries.get((purpose, version)) if entries else None
-        if entry is None or entries is None:
+        if entries is None:
             return None
-        age = time.time() - entry.loaded_at
-        if age >= self.max_age_seconds or age < 0 or entry.uses >= self.max_uses:
-            entry.material.wipe()
-            del entries[(purpose, version)]
+        entry = entries.get((purpose, version))
+        if entry is None:
             return None
-        entry.uses += 1
-        return entry
+        now = time.time()
+        if entry.loaded_at <= now < entry.expires_at and next(entry.uses) < self.max_uses:
+            return entry
+        self._evict(tenant_id, (purpose, version), entry)
+        return None
+
+    def fresh_aead(self, tenant_id: int, purpose: str, version: int) -> AESGCM | None:
+        """The key's AES-GCM cipher object, counting one use; None as for fresh_entry (positional: hot path)."""
+        entry = self.fresh_entry(tenant_id, purpose, version)
+        return entry.aead if entry is not None else None
+
+    def _evict(self, tenant_id: int, slot: tuple[str, int], entry: _Entry) -> None:
+        with self._lock:
+            entries = self._by_tenant.get(tenant_id)
+            # Only this entry: another thread may have put a fresh one meanwhile.
+            if entries is not None and entries.get(slot) is entry:
+                del entries[slot]
+        entry.retire()
 
     def get(self, *, tenant_id: int, purpose: str, version: int) -> bytes | None:
         """The key, counting one use; None when absent, too old or used up."""
-        with self._lock:
-            entry = self._use(tenant_id, purpose, version)
-            return entry.material.bytes() if entry is not None else None
+        entry = self.fresh_entry(tenant_id, purpose, version)
+        return entry.material.bytes() if entry is not None else None
 
     def get_aead(self, *, tenant_id: int, purpose: str, version: int) -> AESGCM | None:
         """The key's AES-GCM cipher object, counting one use; None as for get()."""
-        with self._lock:
-            entry = self._use(tenant_id, purpose, version)
-            return entry.aead if entry is not None else None
+        return self.fresh_aead(tenant_id, purpose, version)
 
     def put(self, *, tenant_id: int, purpose: str, version: int, key: bytes) -> None:
+        now = time.time()
+        entry = _Entry(
+            material=_KeyMaterial(key), aead=AESGCM(key), loaded_at=now, expires_at=now + self.max_age_seconds
+        )
         with self._lock:
             entries = self._by_tenant.setdefault(tenant_id, {})
             old = entries.get((purpose, version))
-            if old is not None:
-                old.material.wipe()
-            entries[(purpose, version)] = _Entry(material=_KeyMaterial(key), aead=AESGCM(key), loaded_at=time.time())
+            entries[(purpose, version)] = entry
+            expired = self._take_expired(now)
+        for dropped in (old, *expired):
+            if dropped is not None:
+                dropped.retire()
+
+    def _take_expired(self, now: float) -> list[_Entry]:
+        # Caller holds the lock. Look-ups evict only what they find, so a key
+        # nobody asks for again would outlive its bound; every put (a new key
+        # is unwrapped at most every few minutes per key) sweeps the rest.
+        expired = []
+        for entries in self._by_tenant.values():
+            for slot, entry in list(entries.items()):
+                if not entry.loaded_at <= now < entry.expires_at:
+                    expired.append(entries.pop(slot))
+        return expired
 
     def forget_tenant(self, tenant_id: int) -> None:
         with self._lock:
-            for entry in self._by_tenant.pop(tenant_id, {}).values():
-                entry.material.wipe()
+            dropped = self._by_tenant.pop(tenant_id, {})
+        for entry in dropped.values():
+            entry.retire()
 
     def clear(self) -> None:
         with self._lock:
-            for entries in self._by_tenant.values():
-                for entry in entries.values():
-                    entry.material.wipe()
+            dropped = [entry for entries in self._by_tenant.values() for entry in entries.values()]
             self._by_tenant.clear()
+        for entry in dropped:
+            entry.retire()
 
     def __len__(self) -> int:
         with self._lock:
@@ -194,6 +240,8 @@ def forget_tenant(tenant_id: int) -> None:
     with _active_lock:
         for cache_key in [k for k in _active_versions if k[0] == tenant_id]:
             del _active_versions[cache_key]
+        for cache_key in [k for k in _pending_holders if k[0] == tenant_id]:
+            del _pending_holders[cache_key]
 
 
 def forget_all() -> None:
@@ -202,6 +250,7 @@ def forget_all() -> None:
         setattr(connection, _PENDING_ATTR, {})
     with _active_lock:
         _active_versions.clear()
+        _pending_holders.clear()
 
 
 # --- Data key rows ---------------------------------------------------------------------
@@ -265,19 +314,46 @@ def data_key_create(
 _PENDING_ATTR = "_settle_pending_data_keys"
 
 
+# (tenant id, purpose) -> {id of a connection holding a pending key for it:
+# when it was kept}. Lets _pending answer "none" with one dict read instead of
+# looking at the connection (~3 us through Django's connection proxy, on every
+# seal). A connection drops out when its own look-up finds its key stale, or
+# after the cache's age bound (its key is stale by then anyway). Losing an
+# entry here would only cost an unwrap: inside its own transaction the
+# connection still reads its uncommitted DataKey row from the database.
+_pending_holders: dict[tuple[int, str], dict[int, float]] = {}
+
+
+def _drop_pending_holder(cache_key: tuple[int, str], holder: int) -> None:
+    """Forget `holder` for `cache_key`, and every holder older than the age bound."""
+    now = time.time()
+    with _active_lock:
+        holders = _pending_holders.get(cache_key, {})
+        holders.pop(holder, None)
+        for other, kept_at in list(holders.items()):
+            if not 0 <= now - kept_at < key_cache.max_age_seconds:
+                del holders[other]
+        if not holders:
+            _pending_holders.pop(cache_key, None)
+
+
 def _pending(tenant_id: int, purpose: str, version: int | None) -> tuple[int, bytes] | None:
-    entries = getattr(connection, _PENDING_ATTR, None)
-    if not entries:
-        return None
-    entry = entries.get((tenant_id, purpose))
+    cache_key = (tenant_id, purpose)
+    if cache_key not in _pending_holders:
+        return None  # no connection holds one: the common case, without the connection look-up
+    current_connection = connections[DEFAULT_DB_ALIAS]
+    entries: dict[tuple[int, str], Any] = getattr(current_connection, _PENDING_ATTR, None) or {}
+    entry = entries.get(cache_key)
     if entry is None:
+        _drop_pending_holder(cache_key, id(current_connection))
         return None
     blocks, entry_version, key, created_at = entry
-    current = connection.atomic_blocks
+    current = current_connection.atomic_blocks
     age = time.time() - created_at
     stale = age < 0 or age >= key_cache.max_age_seconds  # the same 5-minute bound as the cache
     if stale or len(current) < len(blocks) or any(a is not b for a, b in zip(blocks, current, strict=False)):
-        del entries[(tenant_id, purpose)]
+        del entries[cache_key]
+        _drop_pending_holder(cache_key, id(current_connection))
         return None
     if version is not None and version != entry_version:
         return None
@@ -287,11 +363,15 @@ def _pending(tenant_id: int, purpose: str, version: int | None) -> tuple[int, by
 def _remember_pending(tenant_id: int, purpose: str, version: int, key: bytes, blocks: tuple[Any, ...]) -> None:
     if not blocks:
         return  # autocommit: committed already, and cached by on_commit
-    entries = getattr(connection, _PENDING_ATTR, None)
+    current_connection = connections[DEFAULT_DB_ALIAS]
+    entries = getattr(current_connection, _PENDING_ATTR, None)
     if entries is None:
         entries = {}
-        setattr(connection, _PENDING_ATTR, entries)
-    entries[(tenant_id, purpose)] = (blocks, version, key, time.time())
+        setattr(current_connection, _PENDING_ATTR, entries)
+    now = time.time()
+    entries[(tenant_id, purpose)] = (blocks, version, key, now)
+    with _active_lock:
+        _pending_holders.setdefault((tenant_id, purpose), {})[id(current_connection)] = now
 
 
 def _first_key(*, tenant_id: int, purpose: str) -> tuple[int, bytes]:
@@ -318,8 +398,7 @@ def active_version(*, tenant_id: int, purpose: str) -> int | None:
         return pending[0]
     now = time.time()
     ttl = _active_version_seconds()
-    with _active_lock:
-        cached = _active_versions.get((tenant_id, purpose))
+    cached = _active_versions.get((tenant_id, purpose))  # one dict read: atomic, no lock needed
     if cached is not None and 0 <= now - cached[1] < ttl:
         return cached[0]
     row = (

@@ -155,3 +155,80 @@ def test_a_key_created_in_a_rolled_back_savepoint_is_never_used_again(two_tenant
         assert DataKey.objects.filter(purpose="phi").count() == 1
         keyring.forget_all()  # read back through the stored, wrapped key only
         assert Vault.objects.get(pk=row.pk).name == "Kept"
+
+
+def test_uses_are_counted_exactly_without_the_lock_under_threads() -> None:
+    # Readers take no lock; the count must still lose no use: exactly
+    # max_uses look-ups succeed however the threads interleave.
+    import threading
+
+    cache = DataKeyCache(max_uses=1_000)
+    cache.put(tenant_id=1, purpose="phi", version=1, key=KEY_A)
+    served: list[int] = []
+    start = threading.Barrier(8)
+
+    def reader() -> None:
+        start.wait()
+        hits = sum(cache.fresh_aead(1, "phi", 1) is not None for _ in range(400))
+        served.append(hits)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(served) == 1_000
+    assert cache.get(tenant_id=1, purpose="phi", version=1) is None
+
+
+def test_a_reader_holding_a_forgotten_tenants_entries_gets_nothing() -> None:
+    # A reader that fetched the tenant's entries just before forget_tenant
+    # must not be served from them afterwards (the entry is retired, not only unlisted).
+    cache = DataKeyCache()
+    cache.put(tenant_id=1, purpose="phi", version=1, key=KEY_A)
+    entries_seen_before = cache._by_tenant[1]
+    cache.forget_tenant(1)
+    cache._by_tenant[1] = entries_seen_before  # the stale view that reader still holds
+    assert cache.get(tenant_id=1, purpose="phi", version=1) is None
+    assert cache.fresh_aead(1, "phi", 1) is None
+
+
+def test_a_key_nobody_asks_for_is_wiped_at_the_next_put() -> None:
+    with time_machine.travel(1_800_000_000, tick=False) as traveller:
+        cache = DataKeyCache()
+        cache.put(tenant_id=1, purpose="phi", version=1, key=KEY_A)
+        idle = cache._by_tenant[1][("phi", 1)]
+        traveller.shift(300)
+        cache.put(tenant_id=2, purpose="phi", version=1, key=KEY_B)
+        assert len(cache) == 1
+        assert idle.material.bytes() == bytes(32)
+        assert cache.get(tenant_id=2, purpose="phi", version=1) == KEY_B
+
+
+@pytest.mark.usefixtures("local_keys", "vault_table")
+def test_a_pending_first_key_is_used_in_its_transaction_and_forgotten_after(two_tenants: tuple[Tenant, Tenant]) -> None:
+    from django.db import transaction
+
+    alpha, _ = two_tenants
+    with tenant_scope(alpha):
+        with transaction.atomic():
+            version, key = keyring.encryption_key(tenant_id=alpha.pk, purpose=KeyPurpose.PHI)
+            # Not cached (not committed), but this transaction finds it without unwrapping.
+            assert len(keyring.key_cache) == 0
+            assert (alpha.pk, KeyPurpose.PHI) in keyring._pending_holders
+            assert keyring._pending(alpha.pk, KeyPurpose.PHI, None) == (version, key)
+        # The block that created it has ended: the next look-up drops it, and
+        # from then on look-ups skip the connection entirely.
+        assert keyring._pending(alpha.pk, KeyPurpose.PHI, None) is None
+        assert keyring._pending_holders == {}
+
+
+@pytest.mark.usefixtures("local_keys")
+def test_a_pending_key_older_than_the_cache_bound_is_never_used(two_tenants: tuple[Tenant, Tenant]) -> None:
+    alpha, _ = two_tenants
+    with time_machine.travel(1_800_000_000, tick=False) as traveller, tenant_scope(alpha):
+        version, key = keyring.encryption_key(tenant_id=alpha.pk, purpose=KeyPurpose.PHI)
+        assert keyring._pending(alpha.pk, KeyPurpose.PHI, None) == (version, key)
+        traveller.shift(300)
+        assert keyring._pending(alpha.pk, KeyPurpose.PHI, None) is None
+        assert keyring._pending_holders == {}
