@@ -42,8 +42,16 @@ def _key(name: str, purpose: str) -> bytes:
     return hmac.new(settings.SECRET_KEY.encode(), purpose.encode(), hashlib.sha256).digest()
 
 
+def signer_kind() -> str:
+    """ "provider" (the key provider's asymmetric signing key) or "hmac" (the legacy key below)."""
+    value = str(_setting("SETTLE_AUDIT_SIGNER", None) or env_str("SETTLE_AUDIT_SIGNER", "provider") or "provider")
+    if value not in ("provider", "hmac"):
+        raise ImproperlyConfigured("SETTLE_AUDIT_SIGNER must be provider or hmac")
+    return value
+
+
 def signing_key() -> bytes:
-    """HMAC key for checkpoints and export seals (until issue 4's KMS key)."""
+    """Legacy HMAC key: signs only when SETTLE_AUDIT_SIGNER=hmac; verifies older HMAC checkpoints."""
     return _key("SETTLE_AUDIT_SIGNING_KEY", "settle-audit-checkpoint-signing-v1")
 
 
@@ -52,7 +60,7 @@ def signing_key_id() -> str:
 
 
 def export_master_key() -> bytes:
-    """Master key that wraps each export file's data key (until issue 4's KMS)."""
+    """Legacy master key that wrapped export file keys before the key provider did; decrypts old exports."""
     return _key("SETTLE_AUDIT_EXPORT_KEY", "settle-audit-export-wrapping-v1")
 
 

@@ -1,8 +1,13 @@
 """Encryption at rest for export files: streaming AES-256-GCM, envelope keys.
 
-Each file gets a fresh 256-bit data key, wrapped by a KeyWrapper (the local
-wrapper uses a master key from settings until issue 4's KMS provider; a KMS
-wrapper implements the same two methods). The file is a header line and then
+Each file gets a fresh 256-bit data key from the key provider
+(security.crypto.providers: the local master key or AWS KMS GenerateDataKey),
+wrapped under an encryption context naming the purpose ("audit-export"), the
+tenant, the export and the file, and stored wrapped in the file's header
+(ProviderKeyWrapper, the default). Files written before that carry a key
+wrapped by the legacy export master key from settings (LocalKeyWrapper, key id
+"local-export-1"); they still decrypt wherever SETTLE_AUDIT_EXPORT_KEY is
+configured (in development it is derived from SECRET_KEY). The file is a header line and then
 frames of at most CHUNK bytes, each sealed with AES-GCM under a nonce made of
 a random prefix, the frame counter and a last-frame flag, with the file's
 associated data (which export, which file). So frames cannot be reordered,
@@ -17,7 +22,7 @@ import json
 import os
 import struct
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -65,10 +70,77 @@ class LocalKeyWrapper:
             raise DecryptionError("the export's data key does not unwrap for this file") from None
 
 
-def default_wrapper() -> KeyWrapper:
-    from audit import conf
+EXPORT_PURPOSE = "audit-export"
+# Key ids of provider-wrapped file keys: "kp:<provider name>|<provider key id>",
+# so a file names the provider that can unwrap it even after the default changes.
+_PROVIDER_PREFIX = "kp:"
 
-    return LocalKeyWrapper(conf.export_master_key())
+
+def provider_context(context: dict[str, str]) -> dict[str, str]:
+    """The encryption context given to the provider: the purpose plus the file's own context."""
+    return {"settle:purpose": EXPORT_PURPOSE, **{f"settle:{k}": v for k, v in sorted(context.items())}}
+
+
+class ProviderKeyWrapper:
+    """File keys generated and wrapped by the key provider (GenerateDataKey), bound to purpose and file.
+
+    Unwraps provider-wrapped keys through the provider the key id names, and
+    legacy keys ("local-export-1") with the legacy master key when one is
+    configured.
+    """
+
+    def __init__(self, provider_name: str | None = None, legacy: KeyWrapper | None = None) -> None:
+        self._provider_name = provider_name
+        self._legacy = legacy
+
+    def _provider(self, name: str | None = None) -> Any:
+        from security.crypto.providers import get_provider
+
+        return get_provider(name or self._provider_name)
+
+    def generate(self, *, context: dict[str, str]) -> tuple[bytes, str, bytes]:
+        """(plaintext data key, key id, wrapped data key) for a fresh file key bound to `context`."""
+        provider = self._provider()
+        generated = provider.generate_data_key(context=provider_context(context))
+        return generated.plaintext, f"{_PROVIDER_PREFIX}{provider.name}|{generated.key_id}", generated.wrapped
+
+    def wrap(self, data_key: bytes, *, context: dict[str, str]) -> tuple[str, bytes]:
+        provider = self._provider()
+        wrapped, key_id = provider.wrap(plaintext=data_key, context=provider_context(context))
+        return f"{_PROVIDER_PREFIX}{provider.name}|{key_id}", wrapped
+
+    def unwrap(self, key_id: str, wrapped: bytes, *, context: dict[str, str]) -> bytes:
+        from security.crypto.errors import KeyUnwrapError
+
+        if not key_id.startswith(_PROVIDER_PREFIX):
+            return self._legacy_wrapper(key_id).unwrap(key_id, wrapped, context=context)
+        name, _, provider_key_id = key_id[len(_PROVIDER_PREFIX) :].partition("|")
+        try:
+            data_key = self._provider(name).unwrap(
+                wrapped=wrapped, key_id=provider_key_id, context=provider_context(context)
+            )
+        except KeyUnwrapError:
+            raise DecryptionError("the export's data key does not unwrap for this file") from None
+        return bytes(data_key)
+
+    def _legacy_wrapper(self, key_id: str) -> KeyWrapper:
+        if self._legacy is not None:
+            return self._legacy
+        from django.core.exceptions import ImproperlyConfigured
+
+        from audit import conf
+
+        try:
+            return LocalKeyWrapper(conf.export_master_key())
+        except ImproperlyConfigured:
+            raise DecryptionError(
+                f"the file's key {key_id!r} was wrapped by the legacy export key, which is not configured "
+                "(set SETTLE_AUDIT_EXPORT_KEY to read exports made before the key provider)"
+            ) from None
+
+
+def default_wrapper() -> KeyWrapper:
+    return ProviderKeyWrapper()
 
 
 def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
@@ -80,8 +152,13 @@ class EncryptingWriter:
 
     def __init__(self, sink: BinaryIO, *, context: dict[str, str], wrapper: KeyWrapper | None = None) -> None:
         wrapper = wrapper or default_wrapper()
-        data_key = AESGCM.generate_key(bit_length=256)
-        key_id, wrapped = wrapper.wrap(data_key, context=context)
+        generate = getattr(wrapper, "generate", None)
+        if callable(generate):
+            # The provider makes the key (KMS GenerateDataKey: one call, key born wrapped).
+            data_key, key_id, wrapped = generate(context=context)
+        else:
+            data_key = AESGCM.generate_key(bit_length=256)
+            key_id, wrapped = wrapper.wrap(data_key, context=context)
         self._aead = AESGCM(data_key)
         self._prefix = os.urandom(7)
         self._aad = LocalKeyWrapper._aad(context)

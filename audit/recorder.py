@@ -27,6 +27,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -41,6 +42,7 @@ from audit.models import AuditChain, AuditEvent, AuditEventSubject, Outcome
 from portal.logging import request_id_var
 from portal.models import Tenant
 from portal.net import client_ip
+from portal.tenancy.context import Scope, active_scope, platform_scope, tenant_scope
 
 # Detail values must be short scalars: ids, codes, counts, amounts. Anything
 # else is refused so that PHI cannot slip into the trail through free text.
@@ -370,6 +372,19 @@ def _append_postgresql(draft: _Draft, using: str) -> AuditEvent:
     return event
 
 
+def _recording_scope(tenant: Tenant | None) -> AbstractContextManager[Scope | None]:
+    """The row-level security scope an event is appended in.
+
+    Inside a scope the caller's scope stands, so PostgreSQL still refuses an
+    event for another clinic's chain. Outside any scope (platform-host
+    requests, the sign-in signals, tasks) the event is appended in its own
+    chain's scope: the platform chain is visible only in the platform scope.
+    """
+    if active_scope() is not None:
+        return nullcontext()
+    return platform_scope() if tenant is None else tenant_scope(tenant)
+
+
 def audit_record(
     *,
     action: str,
@@ -404,7 +419,7 @@ def audit_record(
     using = router.db_for_write(AuditEvent)
     # No savepoint: a failure to record must fail the act it records, and
     # skipping SAVEPOINT/RELEASE saves two round trips per event.
-    with transaction.atomic(using=using, savepoint=False):
+    with _recording_scope(tenant), transaction.atomic(using=using, savepoint=False):
         if connections[using].vendor in FAST_PATH_VENDORS:
             event = _append_postgresql(draft, using)
         else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.chain import GENESIS, checkpoint_message, event_hash
-from audit.signing import Signer
+from audit.signing import SignatureVerifier
 
 MAX_PROBLEMS = 50
 
@@ -94,7 +94,7 @@ class ChainVerifier:
         start_sequence: int = 1,
         start_prev_hash: str = GENESIS,
         checkpoints: Iterable[Checkpoint] = (),
-        signer: Signer | None = None,
+        signer: SignatureVerifier | None = None,
     ) -> None:
         self.result = VerificationResult(chain=chain, last_sequence=start_sequence - 1, last_hash=start_prev_hash)
         self._next = start_sequence
@@ -125,8 +125,8 @@ class ChainVerifier:
                 self.problem(
                     checkpoint.sequence,
                     "bad_signature",
-                    f"the checkpoint signed at {checkpoint.signed_at} has an invalid signature "
-                    f"(key {checkpoint.key_id}): checkpoints were forged or altered",
+                    f"the checkpoint signed at {checkpoint.signed_at} has an invalid signature or one by an "
+                    f"untrusted key (key {checkpoint.key_id}): checkpoints were forged or altered",
                 )
                 return
         self._checkpoints[checkpoint.sequence] = checkpoint

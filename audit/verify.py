@@ -7,10 +7,23 @@ Django). Exit status: 0 intact, 1 tampered, truncated or otherwise invalid,
 FILE is a JSONL export (or archive segment), or an archive manifest
 (manifest.json) whose segment files sit in the same folder.
 
-Signatures (checkpoints and the export seal) are checked when the signing key
-is given with --key-file or SETTLE_AUDIT_SIGNING_KEY (base64). Without it the
-chain, the links and the file digest are still checked, and the output says
-plainly that signatures were not; --require-signatures makes that a failure.
+Signatures (checkpoints, the export seal, the archive manifest) are checked
+against keys you give it, never against a key the file merely names:
+
+- --public-key FILE (PEM; repeat it for a key change): the key provider's
+  public signing key, from `manage.py audit_signing_key`. A signature by any
+  other key is a failure, even if it is mathematically valid: whoever rewrites
+  a file can sign it with a key of their own. The output names the
+  fingerprint (SHA256:…) of every key that verified something.
+- --key-file FILE or SETTLE_AUDIT_SIGNING_KEY (base64): the legacy HMAC key,
+  for files and checkpoints signed before the key provider signed them.
+
+Without either, the chain, the links and the file digest are still checked;
+the output says plainly that signatures were not, and lists the fingerprints
+of the keys the file claims; --require-signatures makes that a failure.
+
+Checking public-key signatures needs the `cryptography` package; the rest
+needs only the standard library.
 """
 
 from __future__ import annotations
@@ -29,7 +42,17 @@ from typing import Any, BinaryIO
 
 from audit.chain import HASHED_FIELDS, digest_text, dumps_line
 from audit.exportformat import FORMAT_NAME, FORMAT_VERSION, footer_message
-from audit.signing import HmacSigner, Signer
+from audit.signing import (
+    PUBLIC_KEY_ALGORITHMS,
+    HmacSigner,
+    KeyFormatError,
+    PublicKey,
+    SignatureVerifier,
+    TrustedKeys,
+    fingerprints,
+    public_key_from_key_id,
+    public_key_from_pem,
+)
 from audit.verification import ChainVerifier, Checkpoint
 
 MANIFEST_FORMAT = "settle-audit-archive-manifest"
@@ -50,6 +73,19 @@ class Report:
     first_prev_hash: str | None = None
     first_sequence: int | None = None
     events: int = 0
+    # Every (key id, algorithm) a signature in the file names.
+    signing_keys: set[tuple[str, str]] = field(default_factory=set)
+
+    def claimed_keys(self) -> list[PublicKey]:
+        """The public keys the file's signatures name (unverified claims)."""
+        keys = []
+        for key_id, algorithm in sorted(self.signing_keys):
+            if algorithm in PUBLIC_KEY_ALGORITHMS:
+                try:
+                    keys.append(public_key_from_key_id(key_id, algorithm))
+                except KeyFormatError:
+                    continue
+        return keys
 
 
 def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
@@ -81,7 +117,9 @@ def _checkpoint(number: int, obj: dict[str, Any]) -> Checkpoint:
         raise Invalid(f"line {number}: malformed checkpoint") from None
 
 
-def _segment_verifier(header: dict[str, Any], checkpoints: list[Checkpoint], signer: Signer | None) -> ChainVerifier:
+def _segment_verifier(
+    header: dict[str, Any], checkpoints: list[Checkpoint], signer: SignatureVerifier | None
+) -> ChainVerifier:
     """The verifier for the events after the header (and any checkpoints) were read."""
     return ChainVerifier(
         str(header.get("chain")),
@@ -92,7 +130,7 @@ def _segment_verifier(header: dict[str, Any], checkpoints: list[Checkpoint], sig
     )
 
 
-def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
+def verify_export(stream: BinaryIO, *, signer: SignatureVerifier | None) -> Report:
     """Verify one JSONL export/segment. Raises Invalid for structural damage."""
     digest = hashlib.sha256()
     rows = _lines(stream)
@@ -165,6 +203,8 @@ def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
             report.lines.append(
                 "the export's seal (footer signature) is invalid: the file was rewritten or the key is wrong"
             )
+    report.signing_keys = {(c.key_id, c.algorithm) for c in checkpoints}
+    report.signing_keys.add((str(footer.get("key_id")), str(footer.get("algorithm"))))
     report.lines = [str(p) for p in result.problems] + report.lines
     if result.more_problems:
         report.lines.append("… more problems not listed")
@@ -186,7 +226,7 @@ def verify_export(stream: BinaryIO, *, signer: Signer | None) -> Report:
     return report
 
 
-def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: Signer | None) -> Report:
+def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: SignatureVerifier | None) -> Report:
     """Verify an archive manifest and every segment file it lists (same folder)."""
     if manifest.get("format") != MANIFEST_FORMAT:
         raise Invalid("not a Settle audit archive manifest")
@@ -196,8 +236,11 @@ def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: Signer | No
         key_id=str(manifest.get("key_id")),
         algorithm=str(manifest.get("algorithm")),
     ):
-        return Report(ok=False, lines=["TAMPERED: the manifest's signature is invalid"])
+        failed = Report(ok=False, lines=["TAMPERED: the manifest's signature is invalid"])
+        failed.signing_keys.add((str(manifest.get("key_id")), str(manifest.get("algorithm"))))
+        return failed
     report = Report(ok=True)
+    report.signing_keys.add((str(manifest.get("key_id")), str(manifest.get("algorithm"))))
     expected_prev: str | None = None
     expected_seq: int | None = None
     for segment in manifest.get("segments", []):
@@ -226,6 +269,7 @@ def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: Signer | No
             report.lines.append(f"segment {name} does not continue the previous segment: a month is missing or altered")
         expected_prev, expected_seq = segment["last_hash"], int(segment["last_sequence"]) + 1
         report.events += sub.events
+        report.signing_keys |= sub.signing_keys
     if report.ok:
         report.lines.insert(
             0,
@@ -236,7 +280,7 @@ def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: Signer | No
     return report
 
 
-def _signer_from(args: argparse.Namespace) -> Signer | None:
+def _hmac_signer_from(args: argparse.Namespace) -> HmacSigner | None:
     raw: str | None = None
     if args.key_file:
         raw = Path(args.key_file).read_text().strip()
@@ -252,10 +296,50 @@ def _signer_from(args: argparse.Namespace) -> Signer | None:
     return HmacSigner(key, key_id)
 
 
+def _signer_from(args: argparse.Namespace) -> TrustedKeys | None:
+    """The keys this run trusts: pinned public keys and/or the legacy HMAC key; None when neither."""
+    pinned = [public_key_from_pem(Path(name).read_bytes()) for name in args.public_key or []]
+    hmac_signer = _hmac_signer_from(args)
+    if not pinned and hmac_signer is None:
+        return None
+    return TrustedKeys(keys=pinned, hmac_signer=hmac_signer)
+
+
+def _key_lines(report: Report, trusted: TrustedKeys | None) -> list[tuple[bool, str]]:
+    """(is_problem, line) about the keys: which verified, which were refused, which went unchecked."""
+    claimed = report.claimed_keys()
+    if trusted is None:
+        if not claimed:
+            return []
+        return [(False, f"The file names signing key(s) {fingerprints(claimed)}; pin one with --public-key FILE.")]
+    lines: list[tuple[bool, str]] = []
+    if trusted.used:
+        lines.append((False, f"Signatures verified with pinned key(s) {fingerprints(trusted.used.values())}."))
+    if trusted.untrusted:
+        lines.append(
+            (
+                True,
+                f"signed by key(s) {fingerprints(trusted.untrusted.values())}, not the pinned key(s) "
+                f"{fingerprints(trusted.keys)}: not trusted",
+            )
+        )
+    if trusted.unreadable:
+        lines.append((True, "a signature names a key id that carries no usable public key"))
+    if claimed and not trusted.keys:
+        lines.append((True, f"the file is signed by public key(s) {fingerprints(claimed)}; pin with --public-key"))
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audit.verify", description="Verify a Settle audit export offline.")
     parser.add_argument("file", help="export .jsonl file, archive segment, or archive manifest.json")
-    parser.add_argument("--key-file", help="file holding the base64 signing key (else SETTLE_AUDIT_SIGNING_KEY)")
+    parser.add_argument(
+        "--public-key",
+        action="append",
+        metavar="FILE",
+        help="PEM public signing key to trust (from `manage.py audit_signing_key`); repeatable",
+    )
+    parser.add_argument("--key-file", help="file holding the base64 legacy HMAC key (else SETTLE_AUDIT_SIGNING_KEY)")
     parser.add_argument("--key-id", help="id of that key (default: SETTLE_AUDIT_SIGNING_KEY_ID or local-hmac-1)")
     parser.add_argument("--require-signatures", action="store_true", help="fail when no key is given")
     args = parser.parse_args(argv)
@@ -267,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         err.write(f"error: cannot use the signing key: {exc}\n")
         return EXIT_UNREADABLE
     if signer is None and args.require_signatures:
-        err.write("error: --require-signatures given but no signing key (--key-file or SETTLE_AUDIT_SIGNING_KEY)\n")
+        err.write(
+            "error: --require-signatures given but no key (--public-key, --key-file or SETTLE_AUDIT_SIGNING_KEY)\n"
+        )
         return EXIT_UNREADABLE
     try:
         with path.open("rb") as stream:
@@ -284,8 +370,13 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) if isinstance(exc, Invalid) else f"malformed file ({type(exc).__name__})"
         err.write(f"TAMPERED or invalid: {path}: {message}\n")
         return EXIT_INVALID
+    key_lines = _key_lines(report, signer)
+    if any(problem for problem, _ in key_lines):
+        report.ok = False
     stream_out = out if report.ok else err
     for line in report.lines:
+        stream_out.write(line + "\n")
+    for _, line in key_lines:
         stream_out.write(line + "\n")
     if report.ok and signer is None:
         out.write("WARNING: signatures were NOT checked (no signing key given); the chain and digest were.\n")

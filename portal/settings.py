@@ -310,10 +310,33 @@ if PRODUCTION and SETTLE_KEY_PROVIDER == "local":
         )
 if PRODUCTION and SETTLE_KEY_PROVIDER == "aws-kms" and not SETTLE_KMS_KEY_ID:
     raise ImproperlyConfigured("SETTLE_KMS_KEY_ID must be set in production when SETTLE_KEY_PROVIDER=aws-kms")
+# The asymmetric KMS key (ECC_NIST_P256) that signs audit checkpoints and export
+# seals under aws-kms (the local provider derives an Ed25519 key from its master
+# key). Earlier signing keys stay listed so their checkpoints still verify in place.
+SETTLE_KMS_AUDIT_SIGNING_KEY_ID = env_str("SETTLE_KMS_AUDIT_SIGNING_KEY_ID", "") or ""
+SETTLE_KMS_AUDIT_SIGNING_KEY_PREVIOUS = env_list("SETTLE_KMS_AUDIT_SIGNING_KEY_PREVIOUS")
 
 # --- Audit trail keys (audit.conf) ----------------------------------------------------
-# Base64 of 32 bytes each: the HMAC key that signs chain checkpoints and export
-# seals, and the key that wraps each audit export file's own key. Outside
+# Who signs checkpoints and export seals: "provider" (the key provider's signing
+# key, verifiable offline with its public key) or "hmac" (the legacy HMAC key
+# below). Tests keep "hmac" until tests/audit/test_exports.py pins the public
+# key (docs/audit.md); tests of the provider signer select it explicitly.
+SETTLE_AUDIT_SIGNER = env_choice(
+    "SETTLE_AUDIT_SIGNER", ("provider", "hmac"), "hmac" if SETTLE_ENV == "test" else "provider"
+)
+if (
+    PRODUCTION
+    and SETTLE_AUDIT_SIGNER == "provider"
+    and SETTLE_KEY_PROVIDER == "aws-kms"
+    and not SETTLE_KMS_AUDIT_SIGNING_KEY_ID
+):
+    raise ImproperlyConfigured(
+        "SETTLE_KMS_AUDIT_SIGNING_KEY_ID must be set in production when SETTLE_KEY_PROVIDER=aws-kms"
+    )
+# Legacy keys, base64 of 32 bytes each: the HMAC key that signed checkpoints and
+# export seals before the key provider did (it still verifies them, and signs
+# when SETTLE_AUDIT_SIGNER=hmac), and the key that wrapped audit export file keys
+# before the provider generated them (it still decrypts those files). Outside
 # production they are derived from the development SECRET_KEY.
 if PRODUCTION:
     SETTLE_AUDIT_SIGNING_KEY = env_required("SETTLE_AUDIT_SIGNING_KEY")

@@ -27,9 +27,10 @@ from audit.chain import GENESIS, digest_text, format_time
 from audit.exportformat import Filters, footer_message, write_segment
 from audit.models import AuditArchiveSegment, AuditChain, AuditEvent, AuditEventSubject
 from audit.recorder import audit_record
-from audit.services.integrity import chain_events, checkpoints_of
+from audit.services.integrity import chain_events, chain_scope, checkpoints_of
 from audit.signing import Signer, current_signer
 from audit.verify import MANIFEST_FORMAT, verify_export
+from portal.tenancy.context import platform_scope
 
 
 class ArchiveError(RuntimeError):
@@ -66,12 +67,20 @@ def archive_month(
 ) -> AuditArchiveSegment | None:
     """Archive one month of one chain; None when it has no events in the hot table.
 
-    System task. Raises ArchiveError if the month is still hot, an older month
-    is still unarchived, or the uploaded copy does not verify.
+    System task, run in the chain's own scope (row-level security). Raises
+    ArchiveError if the month is still hot, an older month is still
+    unarchived, or the uploaded copy does not verify.
     """
     client = client or s3_client()
     bucket = bucket or conf.archive_bucket()
     signer = signer or current_signer()
+    with chain_scope(chain):
+        return _archive_month(chain=chain, period=period, client=client, bucket=bucket, signer=signer)
+
+
+def _archive_month(
+    *, chain: AuditChain, period: str, client: Any, bucket: str, signer: Signer
+) -> AuditArchiveSegment | None:
     start, end = _month_bounds(period)
     if end > hot_cutoff():
         raise ArchiveError(f"{period} is inside the hot period ({conf.hot_days()} days)")
@@ -151,8 +160,14 @@ def archive_month(
 
 
 def manifest_write(*, chain: AuditChain, client: Any, bucket: str, signer: Signer | None = None) -> dict[str, Any]:
-    """(Re)write the chain's signed manifest listing every archived segment."""
+    """(Re)write the chain's signed manifest listing every archived segment.
+
+    Runs after the archiving transaction commits, when the caller's scope may
+    be gone, so it enters the chain's scope itself.
+    """
     signer = signer or current_signer()
+    with chain_scope(chain):
+        segments = list(AuditArchiveSegment.objects.filter(chain=chain).order_by("first_sequence"))
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "chain": chain.key,
@@ -168,7 +183,7 @@ def manifest_write(*, chain: AuditChain, client: Any, bucket: str, signer: Signe
                 "last_hash": s.last_hash,
                 "event_count": s.event_count,
             }
-            for s in AuditArchiveSegment.objects.filter(chain=chain).order_by("first_sequence")
+            for s in segments
         ],
         "key_id": signer.key_id,
         "algorithm": signer.algorithm,
@@ -184,18 +199,24 @@ def manifest_write(*, chain: AuditChain, client: Any, bucket: str, signer: Signe
 
 
 def archive_due(*, client: Any | None = None, bucket: str | None = None) -> int:
-    """Archive every whole month older than the hot period, oldest first. Returns segments written."""
+    """Archive every whole month older than the hot period, oldest first. Returns segments written.
+
+    Listing every chain is a platform act; each chain is archived in its own scope.
+    """
     client = client or s3_client()
     cutoff = hot_cutoff()
     written = 0
-    for chain in AuditChain.objects.select_related("tenant").order_by("pk"):
+    with platform_scope():
+        chains = list(AuditChain.objects.select_related("tenant").order_by("pk"))
+    for chain in chains:
         while True:
-            oldest = (
-                AuditEvent.objects.filter(chain=chain)
-                .order_by("sequence")
-                .values_list("occurred_at", flat=True)
-                .first()
-            )
+            with chain_scope(chain):
+                oldest = (
+                    AuditEvent.objects.filter(chain=chain)
+                    .order_by("sequence")
+                    .values_list("occurred_at", flat=True)
+                    .first()
+                )
             if oldest is None:
                 break
             period = oldest.astimezone(UTC).strftime("%Y-%m")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from django.db import transaction
@@ -19,10 +20,10 @@ from audit.models import (
     VerificationStatus,
 )
 from audit.recorder import _normalised_ip, audit_record
-from audit.signing import Signer, current_signer
+from audit.signing import SignatureVerifier, Signer, current_signer
 from audit.verification import ChainVerifier, Checkpoint, VerificationResult
 from portal.models import Tenant
-from portal.tenancy.context import tenant_scope
+from portal.tenancy.context import Scope, platform_scope, tenant_scope
 
 CHUNK = 5000
 
@@ -59,6 +60,18 @@ def chain_for(tenant: Tenant | None) -> AuditChain | None:
     return AuditChain.objects.filter(tenant=tenant).first()
 
 
+def chain_scope(chain: AuditChain) -> AbstractContextManager[Scope]:
+    """The narrowest scope in which row-level security shows `chain`: its tenant's, or the platform's.
+
+    System tasks (beat checkpoints, archive, verification) enter it themselves,
+    so they never depend on whatever scope their caller happened to hold.
+    """
+    tenant = chain.tenant
+    if tenant is None:
+        return platform_scope()
+    return tenant_scope(tenant)
+
+
 def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> AuditCheckpoint | None:
     """Sign the current head of `chain`; None when nothing new since the last checkpoint.
 
@@ -67,7 +80,7 @@ def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> Audit
     signed head is the one before that event, which the next checkpoint covers.
     """
     signer = signer or current_signer()
-    with transaction.atomic(durable=True):
+    with chain_scope(chain), transaction.atomic(durable=True):
         head = AuditChain.objects.select_for_update().get(pk=chain.pk)
         last = AuditCheckpoint.objects.filter(chain=head).order_by("-sequence").first()
         if head.last_sequence == 0 or (last is not None and last.sequence >= head.last_sequence - 1):
@@ -99,10 +112,17 @@ def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> Audit
 
 
 def checkpoint_sign_all() -> int:
-    """Sign every chain that moved since its last checkpoint; returns how many were signed."""
+    """Sign every chain that moved since its last checkpoint; returns how many were signed.
+
+    Celery beat runs this with no scope: listing every chain is a platform act,
+    and each chain is then signed in its own scope (checkpoint_sign).
+    """
+    signer = current_signer()
+    with platform_scope():
+        chains = list(AuditChain.objects.select_related("tenant").order_by("pk"))
     signed = 0
-    for chain in AuditChain.objects.order_by("pk"):
-        if checkpoint_sign(chain=chain) is not None:
+    for chain in chains:
+        if checkpoint_sign(chain=chain, signer=signer) is not None:
             signed += 1
     return signed
 
@@ -133,9 +153,18 @@ def chain_events(chain: AuditChain, *, first: int = 1, last: int | None = None) 
         yield row_record(chain.key, row)
 
 
-def chain_verify(*, chain: AuditChain, signer: Signer | None = None) -> VerificationResult:
-    """Verify a whole chain in place: hashes, links, checkpoints, head. Read-only."""
+def chain_verify(*, chain: AuditChain, signer: SignatureVerifier | None = None) -> VerificationResult:
+    """Verify a whole chain in place: hashes, links, checkpoints, head. Read-only.
+
+    Checkpoint signatures count only when made by a key the key provider holds
+    (or the legacy HMAC key): a checkpoint re-signed with any other key fails.
+    """
     signer = signer or current_signer()
+    with chain_scope(chain):
+        return _chain_verify(chain, signer)
+
+
+def _chain_verify(chain: AuditChain, signer: SignatureVerifier) -> VerificationResult:
     archived = AuditArchiveSegment.objects.filter(chain=chain).order_by("-last_sequence").first()
     start_sequence = archived.last_sequence + 1 if archived else 1
     start_prev = archived.last_hash if archived else GENESIS

@@ -12,6 +12,22 @@ One interface, two implementations:
   wrapped key moved to another tenant or purpose will not unwrap (and
   CloudTrail shows whose key was used).
 
+Both also sign (audit checkpoints and export seals) with an asymmetric key
+whose public half lets anyone verify offline:
+
+- local: an Ed25519 key derived with HKDF from the master key under a fixed,
+  named purpose (SIGNING_PURPOSE). No new secret: production already refuses
+  to start without a real master key, and a previous master key still yields
+  the public key that verifies what it signed.
+- aws-kms: an asymmetric KMS key (ECC_NIST_P256, ECDSA_SHA_256) named by
+  SETTLE_KMS_AUDIT_SIGNING_KEY_ID; the private half never leaves KMS.
+
+A signing key id names the key *and carries its public key*
+("<name>:<base64url public key>"), so a checkpoint or export signed years ago
+names the exact key that verifies it, across key changes. Trust does not come
+from the key id: verifiers accept only keys they already hold (the provider's
+own keys in place, a pinned public key offline; see audit.signing).
+
 Providers never log, persist or return key material anywhere but to their
 caller (security.crypto.keyring), which holds it in memory only.
 """
@@ -28,10 +44,13 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from security.crypto.errors import KeyUnwrapError, KmsUnavailableError, MasterKeyMissingError
 
@@ -62,6 +81,51 @@ class KeyProvider(Protocol):
     def wrap(self, *, plaintext: bytes, context: Mapping[str, str]) -> tuple[bytes, str]: ...
 
     def unwrap(self, *, wrapped: bytes, key_id: str, context: Mapping[str, str]) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ProviderSignature:
+    """A signature made by a provider's signing key, with what a verifier needs to check it."""
+
+    signature: bytes
+    key_id: str  # "<name>:<base64url public key>" (see signing_key_id)
+    algorithm: str  # "Ed25519" or "ECDSA_SHA_256" (P-256)
+
+
+class SigningProvider(Protocol):
+    """The signing half of a key provider (both providers implement it)."""
+
+    name: str
+
+    def signing_key_id(self) -> str:
+        """The key id of the key that signs now."""
+        ...
+
+    def signing_algorithm(self) -> str: ...
+
+    def sign(self, *, message: bytes) -> ProviderSignature: ...
+
+    def signing_key_ids(self) -> list[str]:
+        """Every signing key id this provider vouches for: the current one first, then previous ones."""
+        ...
+
+
+ED25519 = "Ed25519"
+ECDSA_P256_SHA256 = "ECDSA_SHA_256"
+# HKDF "info" for the local signing key: a fixed, named purpose, so the key is
+# unrelated to the data-key wrapping (which uses the master key with AES-GCM).
+SIGNING_PURPOSE = b"settle:audit-signing:ed25519:v1"
+# KMS signs RAW messages up to this size; longer ones are sent as their SHA-256 digest.
+KMS_RAW_MESSAGE_LIMIT = 4096
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def signing_key_id(name: str, public_key: bytes) -> str:
+    """The self-describing key id of a signing key: its name and its (compressed/raw) public key."""
+    return f"{name}:{b64url(public_key)}"
 
 
 def canonical_context(context: Mapping[str, str]) -> bytes:
@@ -144,6 +208,7 @@ class LocalKeyProvider:
     master_keys: list[bytes]
     name: str = "local"
     _by_id: dict[str, bytes] = field(init=False)
+    _signing_keys: dict[bytes, ed25519.Ed25519PrivateKey] = field(init=False, default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.master_keys:
@@ -165,6 +230,36 @@ class LocalKeyProvider:
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = AESGCM(self.master_keys[0]).encrypt(nonce, plaintext, canonical_context(context))
         return _LOCAL_FORMAT + nonce + sealed, self.current_key_id()
+
+    def _signing_key(self, master_key: bytes) -> ed25519.Ed25519PrivateKey:
+        # Derived once per master key and held like the master key itself (memory only).
+        key = self._signing_keys.get(master_key)
+        if key is None:
+            seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SIGNING_PURPOSE).derive(master_key)
+            key = self._signing_keys[master_key] = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+        return key
+
+    def _signing_key_id_of(self, master_key: bytes) -> str:
+        public = (
+            self._signing_key(master_key)
+            .public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        return signing_key_id("local-ed25519", public)
+
+    def signing_key_id(self) -> str:
+        return self._signing_key_id_of(self.master_keys[0])
+
+    def signing_algorithm(self) -> str:
+        return ED25519
+
+    def signing_key_ids(self) -> list[str]:
+        # Previous master keys still vouch for what they signed before a master-key change.
+        return [self._signing_key_id_of(key) for key in self.master_keys]
+
+    def sign(self, *, message: bytes) -> ProviderSignature:
+        signature = self._signing_key(self.master_keys[0]).sign(message)
+        return ProviderSignature(signature=signature, key_id=self.signing_key_id(), algorithm=ED25519)
 
     def unwrap(self, *, wrapped: bytes, key_id: str, context: Mapping[str, str]) -> bytes:
         master = self._by_id.get(key_id)
@@ -211,6 +306,10 @@ class AwsKmsProvider:
     endpoint_url: str | None = None
     client: Any = None
     name: str = "aws-kms"
+    # Asymmetric KMS key (ECC_NIST_P256) that signs audit checkpoints; earlier ones only vouch.
+    signing_kms_key_id: str = ""
+    previous_signing_kms_key_ids: list[str] = field(default_factory=list)
+    _public_keys: dict[str, bytes] = field(init=False, default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.key_id:
@@ -266,6 +365,59 @@ class AwsKmsProvider:
         response = self._call("encrypt", KeyId=self.key_id, Plaintext=plaintext, EncryptionContext=dict(context))
         return bytes(response["CiphertextBlob"]), str(response.get("KeyId") or self.key_id)
 
+    def _compressed_public_key(self, kms_key_id: str) -> bytes:
+        """The KMS key's P-256 public key as a compressed point, fetched once per process."""
+        cached = self._public_keys.get(kms_key_id)
+        if cached is not None:
+            return cached
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        response = self._call("get_public_key", KeyId=kms_key_id)
+        if response.get("KeySpec", response.get("CustomerMasterKeySpec")) != "ECC_NIST_P256":
+            raise KmsUnavailableError(f"the KMS signing key {kms_key_id} must be an ECC_NIST_P256 key")
+        public = serialization.load_der_public_key(bytes(response["PublicKey"]))
+        if not isinstance(public, ec.EllipticCurvePublicKey):
+            raise KmsUnavailableError(f"the KMS signing key {kms_key_id} is not an elliptic-curve key")
+        compressed = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+        self._public_keys[kms_key_id] = compressed
+        return compressed
+
+    def _signing_kms_key(self) -> str:
+        if not self.signing_kms_key_id:
+            raise KmsUnavailableError(
+                "the AWS KMS provider signs audit checkpoints with an asymmetric key: "
+                "set SETTLE_KMS_AUDIT_SIGNING_KEY_ID (an ECC_NIST_P256 key)"
+            )
+        return self.signing_kms_key_id
+
+    def _signing_key_id_of(self, kms_key_id: str) -> str:
+        return signing_key_id(f"aws-kms:{kms_key_id}", self._compressed_public_key(kms_key_id))
+
+    def signing_key_id(self) -> str:
+        return self._signing_key_id_of(self._signing_kms_key())
+
+    def signing_algorithm(self) -> str:
+        return ECDSA_P256_SHA256
+
+    def signing_key_ids(self) -> list[str]:
+        return [self._signing_key_id_of(k) for k in [self._signing_kms_key(), *self.previous_signing_kms_key_ids]]
+
+    def sign(self, *, message: bytes) -> ProviderSignature:
+        kms_key_id = self._signing_kms_key()
+        # First: fetch (once) and check the public key, so a wrong key type is named plainly.
+        key_id = self._signing_key_id_of(kms_key_id)
+        if len(message) <= KMS_RAW_MESSAGE_LIMIT:
+            payload, message_type = message, "RAW"
+        else:
+            # Same signature as over the message itself (ECDSA over its SHA-256), for any length.
+            digest = hashes.Hash(hashes.SHA256())
+            digest.update(message)
+            payload, message_type = digest.finalize(), "DIGEST"
+        response = self._call(
+            "sign", KeyId=kms_key_id, Message=payload, MessageType=message_type, SigningAlgorithm=ECDSA_P256_SHA256
+        )
+        return ProviderSignature(signature=bytes(response["Signature"]), key_id=key_id, algorithm=ECDSA_P256_SHA256)
+
     def unwrap(self, *, wrapped: bytes, key_id: str, context: Mapping[str, str]) -> bytes:
         # KeyId is passed so KMS refuses a blob wrapped by any other key.
         response = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=dict(context))
@@ -303,6 +455,8 @@ def aws_provider_from_settings() -> AwsKmsProvider:
         key_id=getattr(settings, "SETTLE_KMS_KEY_ID", "") or "",
         region=getattr(settings, "SETTLE_KMS_REGION", None),
         endpoint_url=getattr(settings, "SETTLE_KMS_ENDPOINT_URL", None),
+        signing_kms_key_id=getattr(settings, "SETTLE_KMS_AUDIT_SIGNING_KEY_ID", "") or "",
+        previous_signing_kms_key_ids=list(getattr(settings, "SETTLE_KMS_AUDIT_SIGNING_KEY_PREVIOUS", []) or []),
     )
 
 
@@ -324,6 +478,14 @@ def get_provider(name: str | None = None) -> KeyProvider:
             raise KmsUnavailableError(f"unknown key provider {name!r} (use local or aws-kms)")
         _providers[name] = provider
     return provider
+
+
+def get_signing_provider(name: str | None = None) -> SigningProvider:
+    """The provider named `name` (default: the configured one), as a signer."""
+    provider = get_provider(name)
+    if not callable(getattr(provider, "sign", None)) or not callable(getattr(provider, "signing_key_ids", None)):
+        raise KmsUnavailableError(f"key provider {provider.name!r} cannot sign")
+    return cast(SigningProvider, provider)
 
 
 def set_provider(name: str, provider: KeyProvider | None) -> None:

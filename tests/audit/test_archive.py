@@ -86,3 +86,38 @@ def test_a_broken_month_is_not_archived(tenant_a, archive_settings, tamper):
 def test_moto_fixture_is_loopback_only(moto_s3):
     assert moto_s3.startswith("http://127.0.0.1:")
     assert os.environ.get("SETTLE_AUDIT_ARCHIVE_BUCKET") in (None, "", BUCKET)
+
+
+def _download(client, chain, folder: Path) -> None:
+    for item in client.list_objects_v2(Bucket=BUCKET)["Contents"]:
+        if item["Key"].startswith(f"audit/{chain.key}/"):
+            (folder / Path(item["Key"]).name).write_bytes(
+                client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+            )
+
+
+@pytest.mark.django_db
+def test_an_archive_signed_by_the_provider_verifies_against_its_pinned_public_key(
+    tenant_a, archive_settings, tmp_path, settings, django_capture_on_commit_callbacks
+):
+    from audit.signing import ProviderSigner, current_signer
+    from security.crypto.providers import LocalKeyProvider
+    from tests.security.crypto_support import new_master_key
+
+    settings.SETTLE_AUDIT_SIGNER = "provider"
+    _history(tenant_a)
+    chain = AuditChain.objects.get(tenant=tenant_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert archive_due(client=archive_settings) == 3
+    _download(archive_settings, chain, tmp_path)
+    manifest = (tmp_path / "manifest.json").read_text()
+    signer = current_signer()
+    assert isinstance(signer, ProviderSigner)
+    assert f'"key_id": "{signer.key_id}"' in manifest and '"algorithm": "Ed25519"' in manifest
+    pinned = tmp_path / "audit-signing.pem"
+    pinned.write_text(signer.public_key.pem())
+    assert verify_main([str(tmp_path / "manifest.json"), "--public-key", str(pinned), "--require-signatures"]) == 0
+    # Another key pinned: the manifest (and every segment seal) is refused.
+    other = tmp_path / "other.pem"
+    other.write_text(ProviderSigner(LocalKeyProvider(master_keys=[new_master_key()])).public_key.pem())
+    assert verify_main([str(tmp_path / "manifest.json"), "--public-key", str(other)]) == 1

@@ -26,6 +26,7 @@ from audit.models import AuditChain, AuditEvent, AuditEventSubject
 from audit.recorder import AuditDetailError, audit_record, chain_key_for, event_record
 from audit.services.integrity import chain_for, chain_verify
 from portal.logging import request_id_var
+from portal.tenancy.context import active_scope, tenant_scope
 from tests.audit.conftest import fill
 
 pytestmark = pytest.mark.django_db
@@ -149,13 +150,30 @@ def test_postgresql_and_portable_paths_store_the_same_event(name, tenant_a, monk
 @pytest.mark.postgres
 def test_an_append_to_an_existing_chain_is_two_statements(tenant_a):
     fill(tenant_a, 1)
-    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+    with tenant_scope(tenant_a), transaction.atomic(), CaptureQueriesContext(connection) as queries:
         event = audit_record(action="receipt.viewed", tenant=tenant_a, target_type="receipt", target_id="R-2")
         # The returned event's chain and tenant come with it, as on the ORM path.
         assert (event.chain.key, event.chain.last_sequence, event.tenant) == (str(tenant_a.public_id), 2, tenant_a)
     statements = [query["sql"] for query in queries.captured_queries]
     assert len(statements) == 2, statements
     assert statements[0].rstrip().endswith("FOR UPDATE") and statements[1].lstrip().startswith("WITH new_event")
+
+
+@pytest.mark.postgres
+def test_outside_any_scope_the_event_is_appended_in_its_chains_own_scope(tenant_a):
+    """Platform-host requests, sign-in signals and tasks have no scope; row-level security needs one."""
+    fill(tenant_a, 1)
+    with CaptureQueriesContext(connection) as queries:
+        audit_record(action="receipt.viewed", tenant=tenant_a, target_type="receipt", target_id="R-3")
+        audit_record(action="demo.seeded", tenant=None)
+    settings = [query["sql"] for query in queries.captured_queries if "set_config" in query["sql"]]
+    assert settings == [
+        f"SELECT set_config('settle.tenant_id', '{tenant_a.pk}', false)",
+        "SELECT set_config('settle.tenant_id', '', false)",
+        "SELECT set_config('settle.tenant_id', '*', false)",
+        "SELECT set_config('settle.tenant_id', '', false)",
+    ]
+    assert active_scope() is None
 
 
 @pytest.mark.parametrize("tenant_name", ["a", None])

@@ -293,3 +293,125 @@ def test_fields_encrypt_through_aws_kms(moto_kms: str, two_tenants: tuple[Tenant
     finally:
         set_provider("aws-kms", None)
         keyring.forget_all()
+
+
+# --- Signing (audit checkpoints and export seals) -----------------------------------------
+
+
+def _verifies(key_id: str, algorithm: str, message: bytes, signature: bytes) -> bool:
+    from audit.signing import public_key_from_key_id
+
+    return public_key_from_key_id(key_id, algorithm).verify(message, signature)
+
+
+def test_local_signing_key_is_derived_from_the_master_key_and_verifies_offline() -> None:
+    master = new_master_key()
+    provider = LocalKeyProvider(master_keys=[master])
+    made = provider.sign(message=b"chain head")
+    assert made.algorithm == "Ed25519" and made.key_id == provider.signing_key_id()
+    assert made.key_id.startswith("local-ed25519:")
+    assert _verifies(made.key_id, made.algorithm, b"chain head", made.signature)
+    assert not _verifies(made.key_id, made.algorithm, b"chain head!", made.signature)
+    # Same master key, same signing key (another process); another master key, another signing key.
+    assert LocalKeyProvider(master_keys=[master]).signing_key_id() == made.key_id
+    assert LocalKeyProvider(master_keys=[new_master_key()]).signing_key_id() != made.key_id
+    # The signing key is not the wrapping key's id, and the id reveals nothing of the master key.
+    assert made.key_id != provider.current_key_id() and base64.b64encode(master).decode() not in made.key_id
+
+
+def test_local_previous_master_keys_still_vouch_for_their_signatures() -> None:
+    old, new = new_master_key(), new_master_key()
+    signed_before = LocalKeyProvider(master_keys=[old]).sign(message=b"m")
+    after_change = LocalKeyProvider(master_keys=[new, old])
+    assert after_change.signing_key_ids() == [after_change.signing_key_id(), signed_before.key_id]
+    assert after_change.sign(message=b"m").key_id != signed_before.key_id
+
+
+def _kms_signing_key(endpoint: str, spec: str = "ECC_NIST_P256") -> str:
+    import boto3
+
+    client = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint)
+    metadata = client.create_key(Description="settle audit signing", KeyUsage="SIGN_VERIFY", KeySpec=spec)
+    return str(metadata["KeyMetadata"]["Arn"])
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_aws_signs_with_an_asymmetric_kms_key_that_verifies_offline_and_in_kms(moto_kms: str) -> None:
+    signing_arn = _kms_signing_key(moto_kms)
+    provider = AwsKmsProvider(
+        key_id=_kms_key(moto_kms), region="us-east-1", endpoint_url=moto_kms, signing_kms_key_id=signing_arn
+    )
+    made = provider.sign(message=b"chain head")
+    assert made.algorithm == "ECDSA_SHA_256"
+    assert made.key_id.startswith(f"aws-kms:{signing_arn}:") and len(made.key_id) <= 200
+    assert _verifies(made.key_id, made.algorithm, b"chain head", made.signature)
+    assert not _verifies(made.key_id, made.algorithm, b"chain tail", made.signature)
+    kms = provider.client.verify(
+        KeyId=signing_arn,
+        Message=b"chain head",
+        MessageType="RAW",
+        Signature=made.signature,
+        SigningAlgorithm="ECDSA_SHA_256",
+    )
+    assert kms["SignatureValid"] is True
+    assert provider.signing_key_ids() == [made.key_id]
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_aws_signing_needs_a_p256_key_and_says_so(moto_kms: str) -> None:
+    unset = AwsKmsProvider(key_id=_kms_key(moto_kms), region="us-east-1", endpoint_url=moto_kms)
+    with pytest.raises(KmsUnavailableError, match="SETTLE_KMS_AUDIT_SIGNING_KEY_ID"):
+        unset.sign(message=b"m")
+    rsa = AwsKmsProvider(
+        key_id="unused",
+        region="us-east-1",
+        endpoint_url=moto_kms,
+        signing_kms_key_id=_kms_signing_key(moto_kms, "RSA_2048"),
+    )
+    with pytest.raises(KmsUnavailableError, match="ECC_NIST_P256"):
+        rsa.sign(message=b"m")
+
+
+class _DigestSigningKms:
+    """A stand-in for KMS Sign with MessageType=DIGEST, which moto does not implement.
+
+    Real KMS signs the given SHA-256 digest as the digest of the message (so
+    the signature verifies as ECDSA_SHA_256 over the message); moto hashes it
+    again. This double does what KMS documents, with a local P-256 key.
+    """
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        self.calls: list[dict[str, Any]] = []
+
+    def get_public_key(self, KeyId: str) -> dict[str, Any]:  # noqa: N803 - boto3's argument names
+        from cryptography.hazmat.primitives import serialization
+
+        der = self.private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {"KeySpec": "ECC_NIST_P256", "PublicKey": der}
+
+    def sign(self, **kwargs: Any) -> dict[str, Any]:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+        self.calls.append(kwargs)
+        if kwargs["MessageType"] == "DIGEST":
+            algorithm: Any = ec.ECDSA(utils.Prehashed(hashes.SHA256()))
+        else:
+            algorithm = ec.ECDSA(hashes.SHA256())
+        return {"Signature": self.private.sign(kwargs["Message"], algorithm)}
+
+
+def test_aws_signs_long_messages_as_a_digest_that_still_verifies_over_the_message() -> None:
+    fake = _DigestSigningKms()
+    provider = AwsKmsProvider(key_id="unused", client=fake, signing_kms_key_id="arn:aws:kms:us-east-1:1:key/x")
+    long_message = b"m" * 5000  # a manifest of many archived months
+    made = provider.sign(message=long_message)
+    assert fake.calls[-1]["MessageType"] == "DIGEST" and len(fake.calls[-1]["Message"]) == 32
+    assert _verifies(made.key_id, made.algorithm, long_message, made.signature)
+    provider.sign(message=b"short")
+    assert fake.calls[-1]["MessageType"] == "RAW"
