@@ -4,7 +4,7 @@
 
 Fills one chain with N hashed events (through COPY, fast), then times
 1. the export path (audit.services.exports.write_chain_segment, the function export_build uses:
-   on PostgreSQL a COPY of the raw columns, from which exportformat.CopySegmentWriter
+   on PostgreSQL a COPY of the raw columns, from which exportcopy.CopySegmentWriter
    renders each event's canonical JSON, re-hashes and verifies every event, writes the
    JSONL lines, hashes the file and AES-GCM encrypts it; no CSV, as before),
 2. `COPY (SELECT the same columns ORDER BY sequence) TO STDOUT` into a null sink,

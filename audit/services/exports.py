@@ -19,7 +19,8 @@ from django.utils import timezone
 from audit import conf
 from audit.chain import GENESIS, digest_text, format_time
 from audit.crypto import EncryptingWriter, KeyWrapper, decrypt_stream
-from audit.exportformat import RAW_COLUMNS, CopySegmentWriter, Filters, SegmentStats, write_segment
+from audit.exportcopy import RAW_COLUMNS, CopySegmentWriter
+from audit.exportformat import Filters, SegmentStats, write_segment
 from audit.models import AuditChain, AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
 from audit.pdf import summary_pdf
 from audit.recorder import audit_record

@@ -19,7 +19,8 @@ import time_machine
 from django.db import connection
 
 from audit.chain import GENESIS, event_hash
-from audit.exportformat import Filters, _utc_times, write_segment
+from audit.exportcopy import _utc_times
+from audit.exportformat import Filters, write_segment
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
 from audit.services import exports
