@@ -319,11 +319,8 @@ SETTLE_KMS_AUDIT_SIGNING_KEY_PREVIOUS = env_list("SETTLE_KMS_AUDIT_SIGNING_KEY_P
 # --- Audit trail keys (audit.conf) ----------------------------------------------------
 # Who signs checkpoints and export seals: "provider" (the key provider's signing
 # key, verifiable offline with its public key) or "hmac" (the legacy HMAC key
-# below). Tests keep "hmac" until tests/audit/test_exports.py pins the public
-# key (docs/audit.md); tests of the provider signer select it explicitly.
-SETTLE_AUDIT_SIGNER = env_choice(
-    "SETTLE_AUDIT_SIGNER", ("provider", "hmac"), "hmac" if SETTLE_ENV == "test" else "provider"
-)
+# below; only to verify what it signed before the provider did).
+SETTLE_AUDIT_SIGNER = env_choice("SETTLE_AUDIT_SIGNER", ("provider", "hmac"), "provider")
 if (
     PRODUCTION
     and SETTLE_AUDIT_SIGNER == "provider"

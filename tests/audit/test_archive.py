@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +9,12 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from audit import conf
 from audit.models import AuditArchiveSegment, AuditChain, AuditEvent
 from audit.services.archive import ArchiveError, archive_due, archive_month
 from audit.services.integrity import chain_verify
+from audit.signing import ProviderSigner
 from audit.verify import main as verify_main
+from security.crypto.providers import get_signing_provider
 from tests.audit.conftest import BUCKET, fill
 
 
@@ -51,13 +51,13 @@ def test_old_months_are_archived_verified_and_leave_the_hot_table(
         if item["Key"].startswith(f"audit/{chain.key}/"):
             body = archive_settings.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
             (tmp_path / Path(item["Key"]).name).write_bytes(body)
-    key_file = tmp_path / "key"
-    key_file.write_text(base64.b64encode(conf.signing_key()).decode())
-    assert verify_main([str(tmp_path / "manifest.json"), "--key-file", str(key_file)]) == 0
+    key_file = tmp_path / "audit-signing.pem"
+    key_file.write_text(ProviderSigner(get_signing_provider()).public_key.pem())
+    assert verify_main([str(tmp_path / "manifest.json"), "--public-key", str(key_file)]) == 0
     # A month altered in storage is caught.
     february = tmp_path / "2025-02.jsonl"
     february.write_bytes(february.read_bytes().replace(b'"R-1"', b'"R-7"', 1))
-    assert verify_main([str(tmp_path / "manifest.json"), "--key-file", str(key_file)]) == 1
+    assert verify_main([str(tmp_path / "manifest.json"), "--public-key", str(key_file)]) == 1
 
 
 @pytest.mark.django_db

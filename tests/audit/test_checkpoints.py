@@ -29,7 +29,7 @@ def test_the_task_signs_every_chain_that_moved_and_only_those(tenant_a, tenant_b
     assert audit_checkpoint_sign_all.delay().get() == 1
     checkpoints = list(AuditCheckpoint.objects.filter(chain=chain_for(tenant_a)).order_by("sequence"))
     assert [c.sequence for c in checkpoints] == [3, 5]
-    assert checkpoints[0].algorithm == "HMAC-SHA256"
+    assert checkpoints[0].algorithm == "Ed25519"  # the local key provider's signing key
     assert chain_verify(chain=chain_for(tenant_a)).checkpoints_checked == 2
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import subprocess
@@ -26,8 +25,10 @@ from audit.exportformat import Filters
 from audit.models import AuditChain, AuditEvent, AuditExport, ExportStatus
 from audit.services.exports import _file_path, export_build, export_read_all, export_request
 from audit.services.integrity import checkpoint_sign
+from audit.signing import ProviderSigner
 from audit.verify import main as verify_main
 from portal.tenancy.context import tenant_scope
+from security.crypto.providers import get_signing_provider
 from security.models import Membership, Role
 from tests.audit.conftest import fill
 from tests.factories import UserFactory
@@ -45,8 +46,9 @@ def _export_dir(settings, tmp_path):
 
 @pytest.fixture
 def key_file(tmp_path) -> str:
-    path = tmp_path / "signing.key"
-    path.write_text(base64.b64encode(conf.signing_key()).decode())
+    """The provider's public signing key, as a compliance officer pins it (manage.py audit_signing_key)."""
+    path = tmp_path / "audit-signing.pem"
+    path.write_text(ProviderSigner(get_signing_provider()).public_key.pem())
     return str(path)
 
 
@@ -106,7 +108,7 @@ def test_officer_requests_downloads_once_and_the_file_verifies_offline(
     assert download.status_code == 200
     assert download["Cache-Control"] == "no-store"
     data = b"".join(download.streaming_content)
-    code, output = _verify(tmp_path, data, "--key-file", key_file, "--require-signatures")
+    code, output = _verify(tmp_path, data, "--public-key", key_file, "--require-signatures")
     assert code == 0, output
     assert "intact" in output and "1 signed checkpoints agree" in output
     # The link works once.
@@ -197,7 +199,7 @@ def test_filtered_exports_keep_the_chain_verifiable(clinic_a, tmp_path, key_file
     data = _jsonl(clinic_a, export)
     kinds = [json.loads(line)["type"] for line in data.splitlines()]
     assert kinds.count("event") == 4 and kinds.count("link") == 13
-    assert _verify(tmp_path, data, "--key-file", key_file)[0] == 0
+    assert _verify(tmp_path, data, "--public-key", key_file)[0] == 0
     with tenant_scope(clinic_a.tenant):
         csv_text = export_read_all(export=export, kind="csv").decode()
         pdf = export_read_all(export=export, kind="pdf")
@@ -227,7 +229,7 @@ def test_changing_any_one_byte_fails_verification(export_bytes, tmp_path, key_fi
     data = bytearray(export_bytes)
     index = int(position * len(data))
     data[index] = (data[index] + delta) % 256
-    code, output = _verify(tmp_path, bytes(data), "--key-file", key_file)
+    code, output = _verify(tmp_path, bytes(data), "--public-key", key_file)
     assert code == 1, (index, output)
     assert "TAMPERED" in output
     # Without the key, only the seal's own signature bytes go unchecked
@@ -257,7 +259,7 @@ def test_a_rewritten_export_fails_only_the_signature_check(export_bytes, tmp_pat
     footer["sha256"] = digest_text(hashlib.sha256(body).digest())
     forged = body + json.dumps(footer, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     assert _verify(tmp_path, forged)[0] == 0  # without the key only the digest is checked...
-    code, output = _verify(tmp_path, forged, "--key-file", key_file)
+    code, output = _verify(tmp_path, forged, "--public-key", key_file)
     assert code == 1 and "seal" in output
 
 
@@ -270,7 +272,7 @@ def test_the_verifier_command_line(export_bytes, tmp_path, key_file):
             [sys.executable, "-m", "audit.verify", *a], cwd=ROOT, capture_output=True, text=True, timeout=60
         )
 
-    ok = run(str(good), "--key-file", key_file)
+    ok = run(str(good), "--public-key", key_file)
     assert ok.returncode == 0, ok.stderr
     assert "intact" in ok.stdout
     bad = tmp_path / "bad.jsonl"
@@ -300,7 +302,7 @@ def test_export_audit_command_writes_verifiable_files(clinic_a, tmp_path, key_fi
     captured = capsys.readouterr()
     assert "9/9 events" in captured.err and "100.0%" in captured.err  # 8 + the export request itself
     assert {p.name for p in out.iterdir()} == {"events.jsonl", "events.csv", "summary.pdf"}
-    assert _verify(tmp_path, (out / "events.jsonl").read_bytes(), "--key-file", key_file)[0] == 0
+    assert _verify(tmp_path, (out / "events.jsonl").read_bytes(), "--public-key", key_file)[0] == 0
     assert AuditEvent.objects.filter(action="audit.export_requested", details__via="cli").count() == 1
 
 
