@@ -6,11 +6,15 @@ Rotation of (tenant, purpose), in three steps, each safe to repeat:
    the old active key retiring and records a KeyRotation. New writes from
    then on use N+1 (each process within SETTLE_ACTIVE_KEY_CACHE_SECONDS).
 2. data_key_rotation_run: walks every model with fields of that purpose in
-   primary-key order, in batches. Each batch locks its rows, re-seals the
-   values that name a retiring version, and stores the last primary key in
-   the rotation's progress, in one transaction. A killed worker loses at most
-   its uncommitted batch; the next run starts after the last committed one.
-   Rows already on N+1 are left alone, so a re-run changes nothing.
+   primary-key order, in batches, over one or more slices of the key range
+   (security.crypto.rotation_run; two at once on PostgreSQL, in threads).
+   Each batch locks its rows, re-seals the values that name a retiring
+   version from their column text (security.crypto.bulk, no model
+   instances), writes them back with one statement (security.crypto.bulk_sql)
+   and stores the slice's last primary key in the rotation's progress, in one
+   transaction. A killed worker loses at most its uncommitted batch; the next
+   run starts after the last committed one. Rows already on N+1 are left
+   alone, so a re-run changes nothing.
 3. data_key_rotation_finish: once every process can have seen N+1, counts
    rows still naming a retiring version (re-sealing any a slow process wrote),
    and only when none remain marks those keys retired.
@@ -24,25 +28,37 @@ Both are audited (key.rotation_started / key.rotation_completed / key.rewrapped)
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from audit.recorder import audit_record
 from portal.models import Tenant
 from portal.tenancy.context import platform_scope, tenant_scope
-from security.crypto import cipher, keyring
-from security.crypto.fields import ENCRYPTED_MODELS, BlindIndexField, Sealed, encrypted_fields
+from security.crypto import bulk, bulk_sql, cipher, keyring
+from security.crypto.fields import ENCRYPTED_MODELS, BlindIndexField, encrypted_fields
 from security.crypto.models import DataKey, DataKeyState, KeyPurpose, KeyRotation, RotationStatus
 from security.crypto.providers import get_provider
+from security.crypto.rotation_run import BatchReport as BatchReport  # part of this module's API
+from security.crypto.rotation_run import (
+    ProgressCallback,
+    SliceRunner,
+    model_slices,
+    reseal_locked_rows,
+    run_model,
+    worker_count,
+)
 
-DEFAULT_BATCH_SIZE = 500
+# Rows per batch (one transaction): long enough to make the per-batch round trips
+# and commit cheap, short enough that an application write waiting on a locked
+# row waits a fraction of a second, and that memory stays a few MB per worker.
+DEFAULT_BATCH_SIZE = 2000
 ROTATABLE_PURPOSES = (KeyPurpose.PHI, KeyPurpose.SECRET, KeyPurpose.INDEX)
 
 
@@ -52,17 +68,6 @@ class RotationNotReady(Exception):
     def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class BatchReport:
-    model_label: str
-    rows_seen: int
-    rows_rewritten: int
-    last_pk: int
-
-
-ProgressCallback = Callable[[KeyRotation, BatchReport], None]
 
 
 def rotatable_models(purpose: str) -> list[type[models.Model]]:
@@ -159,93 +164,9 @@ def data_key_rotation_start(*, tenant: Tenant, purpose: str, actor: Any | None =
     return rotation
 
 
-def _rewrite_rows(rows: list[models.Model], *, purpose: str, active: int) -> int:
-    """Re-seal the fields of `purpose` that name another version than `active`; returns rows changed.
-
-    Called inside the batch's transaction, with the rows locked. All changed
-    rows are written with one statement (_write_rows), each field either its
-    new ciphertext or, where it was already current, its stored value unchanged.
-    """
-    if not rows:
-        return 0
-    model = type(rows[0])
-    fields = encrypted_fields(model, purpose)
-    changed: list[models.Model] = []
-    touched: set[str] = set()
-    stored: list[dict[str, Any]] = []
-    for row in rows:
-        # The stored values, before reading a field decrypts it in place.
-        raw = {field.attname: row.__dict__.get(field.attname) for field in fields}
-        changes: dict[str, Any] = {}
-        for field in fields:
-            value = raw[field.attname]
-            if value is None or value == "" or field.stored_version(value) == active:
-                continue
-            if isinstance(field, BlindIndexField):
-                changes[field.attname] = field.compute(row)
-            else:
-                changes[field.attname] = field.seal(row, getattr(row, field.attname))
-        if changes:
-            changed.append(row)
-            stored.append({**raw, **changes})
-            touched.update(changes)
-    if changed:
-        _write_rows(model, [field for field in fields if field.attname in touched], changed, stored)
-    return len(changed)
-
-
-def _write_rows(
-    model: type[models.Model], fields: list[Any], rows: list[models.Model], stored: list[dict[str, Any]]
-) -> None:
-    """One UPDATE for the batch (PostgreSQL: UPDATE ... FROM (VALUES ...); SQLite: executemany).
-
-    Raw SQL on purpose: the values are ciphertexts sealed above for exactly
-    these rows, or their stored values unchanged, so there is nothing for the
-    ORM to convert, and building CASE expressions costs more than the crypto.
-    """
-    quote = connection.ops.quote_name
-    pk = model._meta.pk
-    assert pk is not None and pk.column is not None
-    table, pk_column = quote(model._meta.db_table), quote(pk.column)
-    columns = [quote(field.column) for field in fields]
-    records = []
-    for row, values in zip(rows, stored, strict=True):
-        record: list[Any] = []
-        for field in fields:
-            value = values[field.attname]
-            value = value.token if isinstance(value, Sealed) else value
-            if not isinstance(field, BlindIndexField) and value is not None:
-                cipher.parse(str(value))  # never anything but a ciphertext into an encrypted column
-            record.append(None if value is None else str(value))
-        records.append((row.pk, record))
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            placeholders = ", ".join("(" + ", ".join(["%s"] * (len(columns) + 1)) + ")" for _ in records)
-            assignments = ", ".join(f"{column} = v.{column}" for column in columns)
-            params = [item for pk, record in records for item in (pk, *record)]
-            cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM (VALUES {placeholders}) "  # noqa: S608  # nosec B608: names from the model
-                f"AS v(settle_pk, {', '.join(columns)}) WHERE t.{pk_column} = v.settle_pk",
-                params,
-            )
-        else:
-            assignments = ", ".join(f"{column} = %s" for column in columns)
-            cursor.executemany(
-                f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s",  # noqa: S608  # nosec B608: names from the model
-                [[*record, pk] for pk, record in records],
-            )
-
-
-def _rewrite_batch(
-    model: type[models.Model], *, tenant: Tenant, purpose: str, active: int, after_pk: int, batch_size: int
-) -> BatchReport:
-    """Re-seal the next batch of rows after `after_pk` (inside the batch's transaction)."""
-    rows = list(
-        model._base_manager.select_for_update().filter(tenant_id=tenant.pk, pk__gt=after_pk).order_by("pk")[:batch_size]
-    )
-    rewritten = _rewrite_rows(rows, purpose=purpose, active=active)
-    last_pk = rows[-1].pk if rows else after_pk
-    return BatchReport(model_label=model._meta.label, rows_seen=len(rows), rows_rewritten=rewritten, last_pk=last_pk)
+def _reseal_locked_rows(plan: bulk.TablePlan, rows: list[tuple[Any, ...]], *, tenant_id: int, version: int) -> int:
+    # The finishing sweep's re-seal (a seam the tests replace to leave stragglers behind).
+    return reseal_locked_rows(plan, rows, tenant_id=tenant_id, version=version)
 
 
 def data_key_rotation_run(
@@ -254,46 +175,34 @@ def data_key_rotation_run(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
     pause_seconds: float = 0.0,
+    workers: int | None = None,
 ) -> KeyRotation:
     """Re-seal every row of the rotation's tenant that names an old version, in batches.
 
-    Resumable and idempotent (see the module docstring). Does not retire the
-    old key: call data_key_rotation_finish.
+    Resumable and idempotent (see the module docstring and
+    security.crypto.rotation_run). `workers` slices of each model run at
+    once (default rotation_run.DEFAULT_WORKERS on PostgreSQL outside a
+    transaction, else 1). Does not retire the old key: call
+    data_key_rotation_finish.
     """
     tenant = rotation.tenant
+    workers = worker_count(workers)
     with tenant_scope(tenant):
         for model in rotatable_models(rotation.purpose):
-            label = model._meta.label
-            while True:
-                with transaction.atomic():
-                    locked = KeyRotation.objects.select_for_update().get(pk=rotation.pk)
-                    if locked.status != RotationStatus.RUNNING:
-                        return locked
-                    after_pk = int(locked.progress.get(label, 0))
-                    if locked.progress.get(f"{label}:done"):
-                        rotation = locked
-                        break
-                    report = _rewrite_batch(
-                        model,
-                        tenant=tenant,
-                        purpose=rotation.purpose,
-                        active=locked.to_version,
-                        after_pk=after_pk,
-                        batch_size=batch_size,
-                    )
-                    locked.progress[label] = report.last_pk
-                    if report.rows_seen < batch_size:
-                        locked.progress[f"{label}:done"] = True
-                    locked.rows_done += report.rows_seen
-                    locked.save(update_fields=["progress", "rows_done", "updated_at"])
-                    rotation = locked
-                if on_progress is not None:
-                    on_progress(rotation, report)
-                if report.rows_seen < batch_size:
-                    break
-                if pause_seconds:
-                    time.sleep(pause_seconds)
-    return rotation
+            slices = model_slices(rotation_pk=rotation.pk, model=model, tenant_id=tenant.pk, workers=workers)
+            runner = SliceRunner(
+                rotation_pk=rotation.pk,
+                model=model,
+                batch_size=batch_size,
+                slice_count=len(slices),
+                on_progress=on_progress,
+                pause_seconds=pause_seconds,
+                report_lock=threading.Lock(),
+                failed=threading.Event(),
+            )
+            if not run_model(runner, slices, workers=workers):
+                break
+        return KeyRotation.objects.get(pk=rotation.pk)
 
 
 def data_key_rotation_finish(*, rotation: KeyRotation, actor: Any | None = None) -> KeyRotation:
@@ -319,13 +228,12 @@ def data_key_rotation_finish(*, rotation: KeyRotation, actor: Any | None = None)
                 .order_by("pk")
                 .values_list("pk", flat=True)
             )
+            plan = bulk.table_plan(model, rotation.purpose)
             for start in range(0, len(stale_pks), DEFAULT_BATCH_SIZE):
                 chunk = stale_pks[start : start + DEFAULT_BATCH_SIZE]
                 with transaction.atomic():
-                    rows = list(
-                        model._base_manager.select_for_update().filter(tenant_id=tenant.pk, pk__in=chunk).order_by("pk")
-                    )
-                    _rewrite_rows(rows, purpose=rotation.purpose, active=rotation.to_version)
+                    rows = bulk_sql.lock_rows_in(plan, tenant_id=tenant.pk, pks=chunk)
+                    _reseal_locked_rows(plan, rows, tenant_id=tenant.pk, version=rotation.to_version)
         with transaction.atomic():
             locked = KeyRotation.objects.select_for_update().get(pk=rotation.pk)
             if locked.status == RotationStatus.FINISHED:
@@ -367,6 +275,7 @@ def data_key_rotate(
     on_progress: ProgressCallback | None = None,
     pause_seconds: float = 0.0,
     wait: bool = True,
+    workers: int | None = None,
 ) -> KeyRotation:
     """Start (or resume) a rotation, run it to the end and retire the old key.
 
@@ -375,7 +284,7 @@ def data_key_rotate(
     """
     rotation = data_key_rotation_start(tenant=tenant, purpose=purpose, actor=actor)
     rotation = data_key_rotation_run(
-        rotation=rotation, batch_size=batch_size, on_progress=on_progress, pause_seconds=pause_seconds
+        rotation=rotation, batch_size=batch_size, on_progress=on_progress, pause_seconds=pause_seconds, workers=workers
     )
     while True:
         try:

@@ -122,7 +122,7 @@ def test_a_crashed_run_resumes_after_its_last_committed_batch(
         # Half-rotated: every row still decrypts, and look-ups find rows under either index key.
         assert len(_all_decrypt(alpha)) == 10
     # Not done: with the sweep for stragglers disabled, retirement is refused.
-    monkeypatch.setattr(rotation_module, "_rewrite_rows", lambda rows, **kwargs: 0)
+    monkeypatch.setattr(rotation_module, "_reseal_locked_rows", lambda plan, rows, **kwargs: 0)
     with pytest.raises(RotationNotReady, match="4 rows still use"):
         data_key_rotation_finish(rotation=rotation)
     monkeypatch.undo()

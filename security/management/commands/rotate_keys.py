@@ -76,6 +76,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--pause", type=float, default=0.0, help="seconds to sleep between batches (limits database load)"
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="slices of each table re-encrypted at once, each on its own connection "
+            "(default 2 on PostgreSQL, 1 on SQLite)",
+        )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -84,6 +91,8 @@ class Command(BaseCommand):
             raise CommandError(f"no clinic with slug {options['tenant']!r}")
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1")
+        if options["workers"] is not None and options["workers"] < 1:
+            raise CommandError("--workers must be at least 1")
         purposes = list(ROTATABLE_PURPOSES) if options["purpose"] == "all" else [options["purpose"]]
         try:
             # Start every purpose first, so the wait before retiring is paid once.
@@ -96,6 +105,7 @@ class Command(BaseCommand):
                         batch_size=options["batch_size"],
                         pause_seconds=options["pause"],
                         on_progress=bar.update if bar else None,
+                        workers=options["workers"],
                     )
                 finally:
                     if bar is not None:
