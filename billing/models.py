@@ -16,6 +16,7 @@ from portal.money import CURRENCY_CHOICES, Money
 from portal.tenancy.models import TenantOwnedModel
 from security.crypto.fields import BlindIndexField, EncryptedDateField, EncryptedTextField
 from security.crypto.models import KeyPurpose
+from security.crypto.projection import EncryptedProjectionField, with_derived_fields
 
 
 class Patient(TenantOwnedModel):
@@ -37,6 +38,9 @@ class Patient(TenantOwnedModel):
     last_name_index = BlindIndexField(sources=("last_name",), normalizers=("text",))
     email_index = BlindIndexField(sources=("email",), normalizers=("email",))
     phone_index = BlindIndexField(sources=("phone",), normalizers=("phone",))
+    # What patient lists show, sealed as one value: a list opens one ciphertext
+    # per row instead of five (docs/decisions/0005). Rewritten on every save.
+    listing = EncryptedProjectionField(sources=("first_name", "last_name", "date_of_birth", "account_number", "phone"))
 
     class Meta:
         constraints = [
@@ -50,9 +54,22 @@ class Patient(TenantOwnedModel):
     def __str__(self) -> str:
         return f"Patient {self.public_id}"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A partial save of a source column also rewrites the blind indexes and
+        # the listing computed from it.
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = with_derived_fields(type(self), kwargs["update_fields"])
+        super().save(*args, **kwargs)
+
     @property
     def display_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def listed_name(self) -> str:
+        """display_name as last saved, from the listing projection (one decryption, for lists)."""
+        listing = self.listing
+        return f"{listing.first_name} {listing.last_name}".strip()
 
 
 class Statement(TenantOwnedModel):

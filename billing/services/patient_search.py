@@ -11,7 +11,9 @@ look-up: as fast as a plaintext search by the same key.
 
 What it cannot do, by design: partial matches ("Lov" for "Lovelace") and
 ordering the whole table by name. Browsing lists patients newest first; the
-rows of one search (few: an exact key) are ordered by name after decryption.
+rows of one search (few: an exact key) are ordered by name after decryption
+of their listing projection (Patient.listing: one ciphertext per row holding
+the columns lists show, instead of one per column).
 
 The search text never leaves this module: audit details name which kinds of
 key were tried (`kinds`), never the text.
@@ -47,9 +49,19 @@ class PatientSearch:
     truncated: bool  # more than MAX_SEARCH_MATCHES matched; only the first are listed
 
 
+# What a patient list page reads of each row: its ids (links, audit), the order
+# and the listing projection. The other columns (six ciphertexts, five blind
+# indexes) are not loaded: a list reads one ciphertext per row, not seven.
+LIST_COLUMNS = ("id", "tenant_id", "public_id", "created_at", "listing")
+
+
 def patients_newest_first(*, tenant: Tenant) -> QuerySet[Patient]:
-    """Every patient of the clinic, newest first (browsing; paginate it)."""
-    return Patient.objects.filter(tenant=tenant).order_by("-created_at", "-pk")
+    """Every patient of the clinic, newest first (browsing; paginate it), with the list columns only.
+
+    Read `patient.listing` for what the list shows; any other field is loaded
+    by a query of its own.
+    """
+    return Patient.objects.filter(tenant=tenant).only(*LIST_COLUMNS).order_by("-created_at", "-pk")
 
 
 def _looks_like_phone(text: str) -> bool:
@@ -69,6 +81,12 @@ def _first_name_filter(text: str) -> str:
     """The first-name part of "Ada Lovelace" (case-folded), or "" for a single word."""
     words = text.split()
     return " ".join(words[:-1]).casefold() if len(words) > 1 else ""
+
+
+def _by_name(patient: Patient) -> tuple[str, str, int]:
+    # The listing projection: one decryption per row for the filters, the sort and the page.
+    listing = patient.listing
+    return (listing.last_name.casefold(), listing.first_name.casefold(), patient.pk)
 
 
 def _matching(tenant: Tenant, condition: Q) -> list[Patient]:
@@ -119,13 +137,14 @@ def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | 
             by_name = [
                 patient
                 for patient in by_name
-                if patient.first_name.casefold().startswith(first_name) or patient.last_name.casefold() == whole
+                if patient.listing.first_name.casefold().startswith(first_name)
+                or patient.listing.last_name.casefold() == whole
             ]
         known = {patient.pk for patient in found}
         found += [patient for patient in by_name if patient.pk not in known]
 
     truncated = len(found) > MAX_SEARCH_MATCHES
     if date_of_birth is not None:
-        found = [patient for patient in found if patient.date_of_birth == date_of_birth]
-    found.sort(key=lambda patient: (patient.last_name.casefold(), patient.first_name.casefold(), patient.pk))
+        found = [patient for patient in found if patient.listing.date_of_birth == date_of_birth]
+    found.sort(key=_by_name)
     return PatientSearch(patients=found[:MAX_SEARCH_MATCHES], kinds=tuple(kinds), truncated=truncated)

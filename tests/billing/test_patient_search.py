@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime
+from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import AuditEvent
 from billing.services.patient_search import patient_search
 from portal.tenancy.context import tenant_scope
+from security.crypto import cipher
 from tests.conftest import Clinic
 from tests.factories import PatientFactory
 
@@ -41,7 +45,8 @@ def patients(clinic_a: Clinic, clinic_b: Clinic) -> dict[str, object]:
 def _found(clinic: Clinic, text: str, date_of_birth: datetime.date | None = None) -> list[str]:
     with tenant_scope(clinic.tenant):
         search = patient_search(tenant=clinic.tenant, text=text, date_of_birth=date_of_birth)
-    return [f"{patient.first_name} {patient.last_name}" for patient in search.patients]
+        # The fields themselves, not the listing the search sorted by: checks the projection too.
+        return [f"{patient.first_name} {patient.last_name}" for patient in search.patients]
 
 
 @pytest.mark.usefixtures("patients")
@@ -121,3 +126,48 @@ def test_roles_without_patient_access_cannot_list_or_search(clinic_a: Clinic) ->
     officer = clinic_a.client_as("compliance_officer")
     assert officer.get(reverse("staff:patients")).status_code == 403
     assert officer.post(reverse("staff:patients"), {"q": "Lovelace"}).status_code == 403
+
+
+def test_the_list_page_opens_one_ciphertext_per_row_and_loads_no_other_phi_column(clinic_a: Clinic) -> None:
+    for n in range(12):
+        PatientFactory(tenant=clinic_a.tenant, first_name=f"Q{n}", last_name="Quietly", phone="")
+    client = clinic_a.client_as("billing_manager")
+    client.get(reverse("staff:patients"))  # warm: session, keys
+    with (
+        mock.patch.object(cipher, "open_at", wraps=cipher.open_at) as opened,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        response = client.get(reverse("staff:patients"))
+    page = response.content.decode()
+    assert "Quietly, Q11" in page and "Quietly, Q0" in page
+    rows = page.count("<tr>") - 1  # minus the header row
+    assert rows == 13  # 12 new + the clinic's own patient
+    assert opened.call_count == rows  # the listing only: not first_name, last_name, ... one by one
+    patient_selects = [q["sql"] for q in queries.captured_queries if 'FROM "billing_patient"' in q["sql"]]
+    assert len(patient_selects) == 2  # the count and the page: no query per row for a deferred column
+    assert all('"first_name"' not in sql and '"phone_index"' not in sql for sql in patient_selects)
+
+
+def test_search_orders_and_filters_by_the_listing(clinic_a: Clinic, patients: dict[str, object]) -> None:
+    with tenant_scope(clinic_a.tenant), mock.patch.object(cipher, "open_at", wraps=cipher.open_at) as opened:
+        search = patient_search(tenant=clinic_a.tenant, text="Ada Lovelace", date_of_birth=None)
+    # Two Lovelaces at this clinic match the last name; each is opened once (its listing), then filtered.
+    assert opened.call_count == 2
+    assert [patient.listing.first_name for patient in search.patients] == ["Ada"]
+
+
+def test_a_partial_save_of_a_source_keeps_its_indexes_and_listing_current(
+    clinic_a: Clinic, patients: dict[str, object]
+) -> None:
+    from billing.models import Patient
+
+    with tenant_scope(clinic_a.tenant):
+        ada = Patient.objects.get(pk=patients["ada"].pk)  # type: ignore[attr-defined]
+        ada.phone = "(301) 555-0199"
+        ada.last_name = "King"
+        ada.save(update_fields=["phone", "last_name"])
+    assert _found(clinic_a, "301-555-0199") == ["Ada King"]
+    assert _found(clinic_a, "King", DOB) == ["Ada King"]
+    assert _found(clinic_a, "202 555 0143") == [] and _found(clinic_a, "Lovelace") == ["Byron Lovelace"]
+    with tenant_scope(clinic_a.tenant):
+        assert Patient.objects.get(pk=ada.pk).listing.last_name == "King"

@@ -1,4 +1,4 @@
-"""billing 0003 and 0004 convert existing plaintext rows to ciphertext with blind indexes, and back."""
+"""billing 0003-0005 convert existing plaintext rows to ciphertext with blind indexes and a listing, and back."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from portal.tenancy.context import tenant_scope
 from security.crypto.fields import blind_index_filter
 
 BEFORE = ("billing", "0002_row_level_security")
-AFTER = ("billing", "0004_encrypt_setup_intent_secret")
+AFTER = ("billing", "0005_patient_listing")
 
 
 def _migrate(target: tuple[str, str]) -> None:
@@ -78,6 +78,8 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
 
     _migrate(AFTER)
 
+    (listing,) = _one("SELECT listing FROM billing_patient WHERE id = %s", [patient_id])
+    assert str(listing).startswith(f"s1:{tenant.pk}:phi:1:") and "Olive" not in str(listing)
     first_name, dob, account_index = _one(
         "SELECT first_name, date_of_birth, account_number_index FROM billing_patient WHERE id = %s", [patient_id]
     )
@@ -100,6 +102,14 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             datetime.date(1950, 6, 1),
             "+12025550111",
         )
+        # 0005 sealed the list columns of the row, from the ciphertexts 0003 wrote.
+        assert dict(patient.listing) == {
+            "first_name": "Olive",
+            "last_name": "Oldrow",
+            "date_of_birth": datetime.date(1950, 6, 1),
+            "account_number": "L-0001",
+            "phone": "+12025550111",
+        }
         assert ProcessorAccount.objects.get().secret_key == "sk_test_legacy"
         assert Checkout.objects.get().setup_intent_client_secret == "seti_legacy_secret_Qx7"
         found = statement_lookup(
