@@ -171,17 +171,6 @@ def open_stored(token: str, *, binding: cipher.Binding, purpose: str, keys: Batc
     return _open_parsed(cipher.parse(token), binding=binding, purpose=purpose, keys=keys)
 
 
-_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-
-
-def _payload_bytes(text: str) -> bytes | None:
-    # cipher._b64decode without its call layers; None when it is not base64.
-    try:
-        return binascii.a2b_base64(text.encode("ascii").translate(_URLSAFE_TO_STANDARD) + b"=" * (-len(text) % 4))
-    except ValueError:  # binascii.Error and UnicodeEncodeError are ValueErrors
-        return None
-
-
 def _open_parsed(header: cipher.Header, *, binding: cipher.Binding, purpose: str, keys: BatchKeys) -> bytes:
     if header.tenant_id != binding.tenant_id:
         raise WrongTenantError(f"{binding.model_label}.{binding.field_name}: ciphertext belongs to another tenant")
@@ -274,7 +263,7 @@ class RowResealer:
         ):
             if int(parts[3]) == self.version:
                 return None
-            data = _payload_bytes(parts[5])
+            data = cipher._payload_bytes(parts[5])
         if data is None or len(data) < _NONCE_BYTES + _TAG_BYTES:
             binding = self.binding(field, row_id)
             return reseal_stored(stored, binding=binding, purpose=purpose, version=self.version, keys=self.keys)
