@@ -68,11 +68,11 @@ def test_pg_dump_of_a_seeded_portal_shows_no_phi_or_secrets_yet_lookups_work() -
             webhook_secrets.append(ProcessorAccount.objects.get().webhook_secret)
     assert len(webhook_secrets) == 2 and all(s.startswith("whsec_") for s in webhook_secrets)
     # A checkout holding the processor's SetupIntent client secret (a credential for that SetupIntent).
-    tenant = Tenant.objects.order_by("pk").first()
+    tenant = Tenant.objects.order_by("pk")[0]
     with tenant_scope(tenant):
         checkout = Checkout.objects.create(
             tenant=tenant,
-            statement=Statement.objects.filter(tenant=tenant).order_by("pk").first(),
+            statement=Statement.objects.filter(tenant=tenant).order_by("pk")[0],
             setup_intent_id="seti_dumptest",
             setup_intent_client_secret="seti_dumptest_secret_Zq81VbPm",
             expires_at=datetime.datetime(2026, 11, 21, tzinfo=datetime.UTC),
