@@ -146,7 +146,7 @@ def copy_segment_rows(
     columns = ", ".join(connection.ops.quote_name(name) for name in RAW_COLUMNS)
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
     select = (
-        f"SELECT {columns} FROM {table} "  # noqa: S608 - fixed names; values are bound parameters
+        f"SELECT {columns} FROM {table} "  # noqa: S608  # nosec B608: fixed names; values are bound parameters
         "WHERE chain_id = %s AND sequence >= %s AND sequence < %s ORDER BY sequence"
     )
     with connection.cursor() as cursor:
