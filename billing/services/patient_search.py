@@ -61,7 +61,11 @@ def patients_newest_first(*, tenant: Tenant) -> QuerySet[Patient]:
     Read `patient.listing` for what the list shows; any other field is loaded
     by a query of its own.
     """
-    return Patient.objects.filter(tenant=tenant).only(*LIST_COLUMNS).order_by("-created_at", "-pk")
+    return _list_rows(tenant).order_by("-created_at", "-pk")
+
+
+def _list_rows(tenant: Tenant) -> QuerySet[Patient]:
+    return Patient.objects.filter(tenant=tenant).only(*LIST_COLUMNS)
 
 
 def _looks_like_phone(text: str) -> bool:
@@ -90,7 +94,8 @@ def _by_name(patient: Patient) -> tuple[str, str, int]:
 
 
 def _matching(tenant: Tenant, condition: Q) -> list[Patient]:
-    return list(Patient.objects.filter(tenant=tenant).filter(condition).order_by("pk")[: MAX_SEARCH_MATCHES + 1])
+    # The list columns only, as for browsing: the filters, the sort and the page read the listing.
+    return list(_list_rows(tenant).filter(condition).order_by("pk")[: MAX_SEARCH_MATCHES + 1])
 
 
 def _index(tenant: Tenant, field_name: str, alternatives: list[tuple[object, ...]]) -> Q:
