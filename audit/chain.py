@@ -67,6 +67,40 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+# The values an append on PostgreSQL fills in under the chain lock (see
+# canonical_template), in canonical (sorted-key) order.
+TEMPLATE_HOLES = ("occurred_at", "prev_hash", "sequence")
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def canonical_template(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    """The canonical JSON of `record` in four pieces, around the values of TEMPLATE_HOLES.
+
+    For any record, with t = canonical_template(record):
+    canonical_bytes(record) == (t[0] + format_time(occurred_at) + t[1] + prev_hash
+    + t[2] + str(sequence) + t[3]).encode("ascii").
+    The hole values need no JSON escaping (a format_time string, a digest
+    text, an integer), so the database can splice them in as text.
+    `record` needs every HASHED_FIELDS key but the holes.
+    """
+    pieces: list[str] = []
+    current = ["{"]
+    for number, key in enumerate(sorted((*HASHED_FIELDS, "v"))):
+        label = ("," if number else "") + _CANONICAL_ENCODER.encode(key) + ":"
+        if key in TEMPLATE_HOLES:
+            quote = "" if key == "sequence" else '"'
+            current.append(label + quote)
+            pieces.append("".join(current))
+            current = [quote]
+            continue
+        value = CANONICAL_VERSION if key == "v" else record[key]
+        current.append(label + _CANONICAL_ENCODER.encode(value))
+    current.append("}")
+    pieces.append("".join(current))
+    first, second, third, fourth = pieces
+    return first, second, third, fourth
+
+
 def event_hash(record: Mapping[str, Any]) -> str:
     return digest_text(hashlib.sha256(canonical_bytes(record)).digest())
 

@@ -8,15 +8,17 @@ one chain queue behind each other, so the chain never forks and a rolled-back
 act leaves no gap. Record the event late in the transaction (after any slow
 work) to keep that lock short.
 
-Two ways to write, one result. On PostgreSQL an append is two statements:
-lock and read the head, then one data-modifying CTE that inserts the event
-and its subject index rows and moves the head. Elsewhere
-(SQLite, the embedded default) the ORM writes the same rows. Both build the
-event, and so its canonical record and hash, with the same function
-(`_next_row`); tests/audit/test_recorder_paths.py proves the rows match.
-The SQL is written out here rather than left to the ORM because the ORM
-needs four statements for this and builds a queryset for each (see "Append
-rate" in docs/performance.md).
+Two ways to write, one result. On PostgreSQL an append is one statement: a
+call of settle_audit_append (migration audit 0007), which locks the head,
+takes the time, hashes, and writes the event, the head and the subject index
+rows. The recorder sends the event's canonical JSON in four pieces around the
+three values only the locked head decides (audit.chain.canonical_template),
+so the hash is still audit.chain's, computed over the same bytes. Elsewhere
+(SQLite, the embedded default) the ORM does the same steps in Python
+(`_next_row`). tests/audit/test_recorder_paths.py proves both paths store the
+same rows. One round trip instead of the ORM's four (or the two it took with
+the lock as its own statement) is what brings the append rate to the target
+(see "Append rate" in docs/performance.md).
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from django.db import connections, models, router, transaction
-from django.db.backends.utils import CursorWrapper
 from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.actions import ACTIONS, REFERENCE_LISTS
-from audit.chain import GENESIS, PLATFORM_CHAIN, RECORD_FIELDS, event_hash, format_time
+from audit.chain import GENESIS, PLATFORM_CHAIN, RECORD_FIELDS, canonical_template, event_hash, format_time
 from audit.models import AuditChain, AuditEvent, AuditEventSubject, Outcome
 from portal.logging import request_id_var
 from portal.models import Tenant
@@ -51,7 +53,7 @@ _MAX_DETAIL_STRING = 64
 _MAX_DETAIL_LIST = 500
 _MAX_DETAIL_KEYS = 32
 
-# Database vendors that take the two-statement append. Anything else takes
+# Database vendors that append through settle_audit_append. Anything else takes
 # the ORM path; a test empties this set to compare the two on PostgreSQL.
 FAST_PATH_VENDORS = frozenset({"postgresql"})
 
@@ -218,27 +220,24 @@ def _draft(
     )
 
 
-class _Head(NamedTuple):
-    """A chain's head row as read under its lock."""
+def event_time(previous: datetime) -> datetime:
+    """An event's time: now, but never earlier than the previous event of its chain.
 
-    id: int
-    sequence: int
-    hash: str
-
-
-def _next_row(draft: _Draft, head: _Head) -> dict[str, Any]:
-    """The column values (attribute names) of the event that follows `head`, hash included.
-
-    Both write paths store exactly these values, so they store the same
-    record and hash. Reads the clock: call it under the head lock, so that
-    time order follows sequence order.
+    Both write paths take it this way (on PostgreSQL, settle_audit_append
+    does), so time order follows sequence order even when a writer waited for
+    the chain lock or another application server's clock is behind.
     """
+    return max(timezone.now(), previous)
+
+
+def _next_row(draft: _Draft, chain: AuditChain) -> dict[str, Any]:
+    """The column values (attribute names) of the event that follows the locked head `chain`, hash included."""
     row = {
         "public_id": uuid.uuid4(),
-        "chain_id": head.id,
-        "sequence": head.sequence + 1,
+        "chain_id": chain.pk,
+        "sequence": chain.last_sequence + 1,
         "tenant_id": draft.tenant_id,
-        "occurred_at": timezone.now(),
+        "occurred_at": event_time(chain.updated_at),
         "actor_user_id": draft.actor_user_id,
         "actor_role": draft.actor_role,
         "action": draft.action,
@@ -248,7 +247,7 @@ def _next_row(draft: _Draft, head: _Head) -> dict[str, Any]:
         "source_ip": draft.source_ip,
         "request_id": draft.request_id,
         "details": draft.details,
-        "prev_hash": head.hash,
+        "prev_hash": chain.last_hash,
         "hash": "",
     }
     row["hash"] = event_hash(_canonical_record(row, draft.chain_key))
@@ -272,7 +271,7 @@ def _locked_chain(tenant: Tenant | None) -> AuditChain:
 def _append_portable(draft: _Draft) -> AuditEvent:
     """Append through the ORM: any database (the embedded SQLite default)."""
     chain = _locked_chain(draft.tenant)
-    event = AuditEvent(**_next_row(draft, _Head(chain.pk, chain.last_sequence, chain.last_hash)))
+    event = AuditEvent(**_next_row(draft, chain))
     event.chain, event.tenant = chain, draft.tenant
     event.save(force_insert=True)
     moved = {"last_sequence": event.sequence, "last_hash": event.hash, "updated_at": event.occurred_at}
@@ -289,62 +288,37 @@ def _append_portable(draft: _Draft) -> AuditEvent:
     return event
 
 
-# The head row, locked for the rest of the transaction (as select_for_update()).
-_LOCK_HEAD_SQL = "SELECT id, last_sequence, last_hash FROM audit_auditchain WHERE key = %s FOR UPDATE"
-
-# First event of a chain: as bulk_create(ignore_conflicts=True) does.
-_CREATE_HEAD_SQL = (
-    "INSERT INTO audit_auditchain (key, tenant_id, last_sequence, last_hash, updated_at) "
-    "VALUES (%s, %s, 0, %s, %s) ON CONFLICT DO NOTHING"
+# settle_audit_append (migration audit 0007) locks the head, reads the clock,
+# hashes and writes event, head and subjects: the steps of the ORM path, in one
+# round trip.
+_APPEND_SQL = (
+    "SELECT out_event_id, out_chain_id, out_sequence, out_occurred_at, out_prev_hash, out_hash "
+    "FROM settle_audit_append(%s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::inet, %s, %s::jsonb, "
+    "%s::text[], %s::text[], %s::text[])"
 )
 
-# One statement writes the event, its subject index rows (in the order
-# bulk_create would insert them) and the new head. PostgreSQL runs every
-# data-modifying CTE once whether or not the final SELECT reads it. The head
-# update needs no guard: this transaction holds the head's row lock, and the
-# (chain, sequence) unique constraint refuses a fork regardless.
-_APPEND_SQL = """
-WITH new_event AS (
-    INSERT INTO audit_auditevent (
-        public_id, chain_id, sequence, tenant_id, occurred_at, actor_user_id, actor_role, action,
-        target_type, target_id, outcome, source_ip, request_id, details, prev_hash, hash
-    ) VALUES (%s::uuid, %s, %s, %s, %s, %s::uuid, %s, %s, %s, %s, %s, %s::inet, %s, %s::jsonb, %s, %s)
-    RETURNING id
-), moved_head AS (
-    UPDATE audit_auditchain SET last_sequence = %s, last_hash = %s, updated_at = %s WHERE id = %s
-), indexed_subjects AS (
-    INSERT INTO audit_auditeventsubject (event_id, tenant_id, subject_type, subject_id)
-    SELECT new_event.id, %s, subject.kind, subject.ref
-    FROM new_event, unnest(%s::text[], %s::text[]) WITH ORDINALITY AS subject(kind, ref, position)
-    ORDER BY subject.position
-)
-SELECT id FROM new_event
-"""
 
-
-def _locked_head(cursor: CursorWrapper, draft: _Draft) -> _Head:
-    """The chain's head row, locked until the surrounding transaction ends (PostgreSQL path)."""
-    cursor.execute(_LOCK_HEAD_SQL, [draft.chain_key])
-    row = cursor.fetchone()
-    if row is None:
-        # Two first writers may race: the loser's insert waits for the
-        # winner's transaction, is then ignored, and both lock the one row.
-        cursor.execute(_CREATE_HEAD_SQL, [draft.chain_key, draft.tenant_id, GENESIS, timezone.now()])
-        cursor.execute(_LOCK_HEAD_SQL, [draft.chain_key])
-        row = cursor.fetchone()
-    return _Head(*row)
-
-
-def _append_params(row: Mapping[str, Any], draft: _Draft) -> list[Any]:
-    """Parameters of _APPEND_SQL: the event's row, the new head, the subjects."""
-    actor = row["actor_user_id"]
-    event = [str(row["public_id"]), row["chain_id"], row["sequence"], row["tenant_id"], row["occurred_at"]]
-    event += [str(actor) if actor else None, row["actor_role"], row["action"], row["target_type"], row["target_id"]]
-    event += [row["outcome"], row["source_ip"], row["request_id"], json.dumps(row["details"])]
-    event += [row["prev_hash"], row["hash"]]
-    head = [row["sequence"], row["hash"], row["occurred_at"], row["chain_id"]]
-    subjects = [row["tenant_id"], [kind for kind, _ in draft.subjects], [ref for _, ref in draft.subjects]]
-    return event + head + subjects
+def _append_params(draft: _Draft, public_id: uuid.UUID) -> list[Any]:
+    """Parameters of _APPEND_SQL: the event's own values, its canonical JSON around the holes, its subjects."""
+    actor = str(draft.actor_user_id) if draft.actor_user_id else None
+    known = {
+        "chain": draft.chain_key,
+        "public_id": str(public_id),
+        "actor_user_id": actor,
+        "actor_role": draft.actor_role,
+        "action": draft.action,
+        "target_type": draft.target_type,
+        "target_id": draft.target_id,
+        "outcome": draft.outcome,
+        "source_ip": draft.source_ip,
+        "request_id": draft.request_id,
+        "details": draft.details,
+    }
+    params: list[Any] = [draft.chain_key, draft.tenant_id, timezone.now(), str(public_id), actor]
+    params += [draft.actor_role, draft.action, draft.target_type, draft.target_id, draft.outcome]
+    params += [draft.source_ip, draft.request_id]
+    params += [json.dumps(draft.details), list(canonical_template(known))]
+    return params + [[kind for kind, _ in draft.subjects], [ref for _, ref in draft.subjects]]
 
 
 @functools.cache
@@ -359,15 +333,34 @@ def _loaded(model: type[_M], using: str, row: Mapping[str, Any]) -> _M:
 
 
 def _append_postgresql(draft: _Draft, using: str) -> AuditEvent:
-    """Append in two statements: lock the head, then write event, subjects and head at once."""
+    """Append in one statement: settle_audit_append does what _append_portable does."""
+    public_id = uuid.uuid4()
     with connections[using].cursor() as cursor:
-        row = _next_row(draft, _locked_head(cursor, draft))
-        cursor.execute(_APPEND_SQL, _append_params(row, draft))
-        row["id"] = cursor.fetchone()[0]
+        cursor.execute(_APPEND_SQL, _append_params(draft, public_id))
+        event_id, chain_id, sequence, occurred_at, prev_hash, digest = cursor.fetchone()
+    row = {
+        "id": event_id,
+        "public_id": public_id,
+        "chain_id": chain_id,
+        "sequence": sequence,
+        "tenant_id": draft.tenant_id,
+        "occurred_at": occurred_at,
+        "actor_user_id": draft.actor_user_id,
+        "actor_role": draft.actor_role,
+        "action": draft.action,
+        "target_type": draft.target_type,
+        "target_id": draft.target_id,
+        "outcome": draft.outcome,
+        "source_ip": draft.source_ip,
+        "request_id": draft.request_id,
+        "details": draft.details,
+        "prev_hash": prev_hash,
+        "hash": digest,
+    }
     event = _loaded(AuditEvent, using, row)
     # Its relations as the ORM path leaves them: the caller's tenant and the moved head.
-    head = {"id": row["chain_id"], "key": draft.chain_key, "tenant_id": draft.tenant_id}
-    head.update(last_sequence=row["sequence"], last_hash=row["hash"], updated_at=row["occurred_at"])
+    head = {"id": chain_id, "key": draft.chain_key, "tenant_id": draft.tenant_id}
+    head.update(last_sequence=sequence, last_hash=digest, updated_at=occurred_at)
     event.chain, event.tenant = _loaded(AuditChain, using, head), draft.tenant
     return event
 

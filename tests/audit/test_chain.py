@@ -99,3 +99,39 @@ def test_listed_references_are_indexed_as_subjects(tenant_a):
     )
     subjects = set(AuditEventSubject.objects.filter(event=event).values_list("subject_type", "subject_id"))
     assert subjects == {("patient", "p-1"), ("patient", "p-2"), ("statement", "s-9")}
+
+
+TEMPLATE_RECORDS = [
+    {"details": {}, "source_ip": None, "actor_user_id": None, "target_id": ""},
+    {"details": {"patients": ["p-1", "p-2"], "n": 3, "flag": False, "none": None, "clé": "x"}, "source_ip": "::1"},
+    {"target_id": 'quote " backslash \\ tab \t nul \x00 é', "request_id": "req-1", "actor_role": "front_desk"},
+]
+
+
+@pytest.mark.parametrize("overrides", TEMPLATE_RECORDS)
+def test_the_canonical_template_with_its_holes_filled_is_the_canonical_json(overrides):
+    """settle_audit_append hashes the template's pieces around the time, previous hash and sequence."""
+    from datetime import UTC, datetime
+
+    from audit.chain import canonical_bytes, canonical_template, format_time
+
+    record = {
+        "chain": "3f1c0e7e-0000-4000-8000-000000000001",
+        "sequence": 1234567,
+        "public_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+        "occurred_at": format_time(datetime(2026, 11, 23, 19, 0, 1, 7, tzinfo=UTC)),
+        "actor_user_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+        "actor_role": "",
+        "action": "ledger.viewed",
+        "target_type": "patient",
+        "target_id": "p-1",
+        "outcome": "success",
+        "source_ip": "10.0.0.1",
+        "request_id": "",
+        "details": {"n": 1},
+        "prev_hash": GENESIS,
+        **overrides,
+    }
+    first, second, third, fourth = canonical_template(record)
+    spliced = first + record["occurred_at"] + second + record["prev_hash"] + third + str(record["sequence"]) + fourth
+    assert spliced.encode("ascii") == canonical_bytes(record)

@@ -54,8 +54,11 @@ def test_concurrent_writers_leave_one_gapless_chain_per_tenant():
     kept = PER_THREAD - PER_THREAD // 5
     for tenant in tenants:
         chain = AuditChain.objects.get(tenant=tenant)
-        sequences = list(AuditEvent.objects.filter(chain=chain).order_by("sequence").values_list("sequence", flat=True))
-        assert sequences == list(range(1, kept * THREADS // 2 + 1))
+        rows = list(AuditEvent.objects.filter(chain=chain).order_by("sequence").values_list("sequence", "occurred_at"))
+        assert [sequence for sequence, _ in rows] == list(range(1, kept * THREADS // 2 + 1))
+        # Writers read the clock before they queue for the lock; time order still follows sequence order.
+        times = [occurred_at for _, occurred_at in rows]
+        assert times == sorted(times)
         assert chain_verify(chain=chain).ok
     platform = AuditChain.objects.get(key="platform")
     assert platform.last_sequence == THREADS

@@ -1,7 +1,7 @@
 """The recorder's two write paths store the same event, and what it returns is that event.
 
-On PostgreSQL audit_record appends in two statements (lock the head, then one
-data-modifying CTE); elsewhere it writes through the ORM. The chain is only
+On PostgreSQL audit_record appends in one statement (settle_audit_append,
+which hashes in the database); elsewhere it writes through the ORM. The chain is only
 as good as the hashes both paths compute, so the first test writes the same
 event both ways from the same chain state, with the same clock and public id,
 and compares everything stored.
@@ -31,7 +31,8 @@ from tests.audit.conftest import fill
 
 pytestmark = pytest.mark.django_db
 
-FROZEN_TIME = datetime(2026, 11, 23, 16, 59, 58, 123456, tzinfo=UTC)
+# Later than the events `fill` writes now: an event's time never precedes its predecessor's.
+FROZEN_TIME = datetime(2036, 11, 23, 16, 59, 58, 123456, tzinfo=UTC)
 FROZEN_ID = uuid.UUID("0f8fad5b-d9cb-469f-a165-70867728950e")
 ACTOR = SimpleNamespace(public_id=uuid.UUID("7c9e6679-7425-40de-944b-e07fc1f90ae7"))
 
@@ -131,8 +132,8 @@ def test_postgresql_and_portable_paths_store_the_same_event(name, tenant_a, monk
     portable = _write_and_roll_back(monkeypatch, kwargs, fast=False)
 
     # The fast path really ran: the statements were written out, not the ORM's.
-    assert any(sql.lstrip().startswith("WITH new_event") for sql in fast["sql"])
-    assert not any("WITH new_event" in sql for sql in portable["sql"])
+    assert any("settle_audit_append(" in sql for sql in fast["sql"])
+    assert not any("settle_audit_append(" in sql for sql in portable["sql"])
     assert fast["stored"] == portable["stored"]
     assert fast["returned"] == portable["returned"]
     stored = fast["stored"]["event"]
@@ -148,15 +149,15 @@ def test_postgresql_and_portable_paths_store_the_same_event(name, tenant_a, monk
 
 
 @pytest.mark.postgres
-def test_an_append_to_an_existing_chain_is_two_statements(tenant_a):
+def test_an_append_to_an_existing_chain_is_one_statement(tenant_a):
     fill(tenant_a, 1)
     with tenant_scope(tenant_a), transaction.atomic(), CaptureQueriesContext(connection) as queries:
         event = audit_record(action="receipt.viewed", tenant=tenant_a, target_type="receipt", target_id="R-2")
         # The returned event's chain and tenant come with it, as on the ORM path.
         assert (event.chain.key, event.chain.last_sequence, event.tenant) == (str(tenant_a.public_id), 2, tenant_a)
     statements = [query["sql"] for query in queries.captured_queries]
-    assert len(statements) == 2, statements
-    assert statements[0].rstrip().endswith("FOR UPDATE") and statements[1].lstrip().startswith("WITH new_event")
+    assert len(statements) == 1, statements
+    assert "FROM settle_audit_append(" in statements[0]
 
 
 @pytest.mark.postgres
@@ -215,3 +216,31 @@ def test_non_ascii_detail_values_are_refused_and_non_ascii_keys_verify(tenant_a)
     reloaded = AuditEvent.objects.get(pk=event.pk)
     assert reloaded.details == {"clé": "x"}
     assert event_hash(event_record(reloaded, chain_key_for(tenant_a))) == event.hash
+
+
+def _three_events_with_the_clock_going_back(tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that read the clock before waiting for the lock, or a server whose clock is behind."""
+    ahead = datetime(2036, 1, 1, 12, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: ahead)
+    first = audit_record(action="receipt.viewed", tenant=tenant)
+    behind = ahead.replace(year=2035)
+    monkeypatch.setattr(timezone, "now", lambda: behind)
+    second = audit_record(action="receipt.viewed", tenant=tenant)
+    later = ahead.replace(second=5)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    third = audit_record(action="receipt.viewed", tenant=tenant)
+    stored = list(AuditEvent.objects.filter(tenant=tenant).order_by("sequence").values_list("occurred_at", flat=True))
+    assert stored == [ahead, ahead, later] == [first.occurred_at, second.occurred_at, third.occurred_at]
+    chain = chain_for(tenant)
+    assert chain is not None and chain.updated_at == later
+    assert chain_verify(chain=chain).ok
+
+
+@pytest.mark.postgres
+def test_an_event_is_never_dated_before_its_predecessor_on_postgresql(tenant_a, monkeypatch):
+    _three_events_with_the_clock_going_back(tenant_a, monkeypatch)
+
+
+def test_an_event_is_never_dated_before_its_predecessor_on_the_orm_path(tenant_a, monkeypatch):
+    monkeypatch.setattr(recorder, "FAST_PATH_VENDORS", frozenset())
+    _three_events_with_the_clock_going_back(tenant_a, monkeypatch)
