@@ -177,15 +177,21 @@ class EncryptingWriter:
     def write(self, data: bytes) -> int:
         self._buffer += data
         self.plaintext_bytes += len(data)
-        while len(self._buffer) > CHUNK:
-            self._emit(bytes(self._buffer[:CHUNK]), last=False)
-            del self._buffer[:CHUNK]
+        # Every full frame but the last stays: close() seals the final frame
+        # (1 to CHUNK bytes) with the last-frame flag.
+        full = (len(self._buffer) - 1) // CHUNK
+        if full > 0:
+            with memoryview(self._buffer) as view:
+                for number in range(full):
+                    self._emit(view[number * CHUNK : (number + 1) * CHUNK], last=False)
+            del self._buffer[: full * CHUNK]
         return len(data)
 
-    def _emit(self, plain: bytes, *, last: bool) -> None:
+    def _emit(self, plain: bytes | memoryview, *, last: bool) -> None:
         sealed = self._aead.encrypt(_nonce(self._prefix, self._counter, last), plain, self._aad)
         self._counter += 1
-        self._sink.write(_LEN.pack(len(sealed)) + sealed)
+        self._sink.write(_LEN.pack(len(sealed)))
+        self._sink.write(sealed)
 
     def close(self) -> None:
         self._emit(bytes(self._buffer), last=True)

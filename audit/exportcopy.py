@@ -23,6 +23,7 @@ from itertools import repeat
 from operator import methodcaller
 from typing import Any, BinaryIO
 
+from audit.blockwriter import BlockWriter
 from audit.chain import CANONICAL_VERSION, dumps_line
 from audit.exportformat import CSV_COLUMNS, Filters, SegmentStats, csv_cell, open_segment, write_footer
 from audit.signing import Signer
@@ -197,6 +198,7 @@ class CopySegmentWriter:
         self._partial = b""  # an incomplete last line
         self._deferred: list[bytes] = []  # complete rows waiting for the end of the COPY
         self._fetch_allowed = True
+        self._blocks = BlockWriter(self._out)
         self.processed = 0
 
     # Feeding ----------------------------------------------------------------
@@ -398,12 +400,12 @@ class CopySegmentWriter:
 
     def _write(self, blob: bytes) -> None:
         if blob:
-            self._out.digest.update(blob)
-            self._out.sink.write(blob)
+            self._blocks.write(blob)
 
     def finish(self) -> SegmentStats:
         if self._partial or self._deferred:
             raise CopyFormatError("finish() before the COPY stream was complete")
+        self._blocks.close()
         self._sync()
         stats = self._stats
         for (action, outcome, role), n in self._counts.items():
@@ -414,3 +416,7 @@ class CopySegmentWriter:
         stats.verification = self._verifier.finish()
         write_footer(self._out, stats, self._signer)
         return stats
+
+    def abandon(self) -> None:
+        """Stop the writer thread of an export that failed part-way (what it wrote is discarded)."""
+        self._blocks.close(raise_failure=False)

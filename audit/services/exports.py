@@ -7,6 +7,7 @@ import io
 import logging
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
+from psycopg2.extensions import TRANSACTION_STATUS_INERROR
 
 from audit import conf
 from audit.chain import GENESIS, digest_text, format_time
@@ -126,6 +128,16 @@ class _BlockSink(io.RawIOBase):
         return len(data)
 
 
+def chunk_select() -> str:
+    """The SELECT of one COPY chunk: the raw columns of a chain's events in [%s, %s), in sequence order."""
+    columns = ", ".join(connection.ops.quote_name(name) for name in RAW_COLUMNS)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    return (
+        f"SELECT {columns} FROM {table} "  # noqa: S608  # nosec B608: fixed names; values are bound parameters
+        "WHERE chain_id = %s AND sequence >= %s AND sequence < %s ORDER BY sequence"
+    )
+
+
 def copy_segment_rows(
     segment: CopySegmentWriter,
     chain: AuditChain,
@@ -140,16 +152,12 @@ def copy_segment_rows(
     dump of the table, one per COPY_CHUNK sequences (an index range scan), on
     the Django connection, so it runs in the caller's transaction and tenant
     scope (the row-level security setting). The server fills the socket while
-    Python works on the previous block, so both CPUs stay busy without a
-    thread. `progress(events done)` is called after each statement.
+    Python renders the previous block, and the segment's writer thread hashes
+    and encrypts the block before, so both CPUs stay busy.
+    `progress(events done)` is called after each statement.
     """
-    columns = ", ".join(connection.ops.quote_name(name) for name in RAW_COLUMNS)
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    select = (
-        f"SELECT {columns} FROM {table} "  # noqa: S608  # nosec B608: fixed names; values are bound parameters
-        "WHERE chain_id = %s AND sequence >= %s AND sequence < %s ORDER BY sequence"
-    )
-    with connection.cursor() as cursor:
+    select = chunk_select()
+    with connection.cursor() as cursor, streaming_in_index_order(cursor):
         raw = cursor.cursor  # psycopg2's own cursor: Django's wrapper has no copy_expert
         for start in range(first, last + 1, COPY_CHUNK):
             query = raw.mogrify(select, (chain.pk, start, min(start + COPY_CHUNK, last + 1))).decode()
@@ -157,6 +165,32 @@ def copy_segment_rows(
                 raw.copy_expert(f"COPY ({query}) TO STDOUT", rows)
             if progress is not None:
                 progress(segment.processed)
+
+
+# A chunk's rows must stream in (chain, sequence) index order. For a chunk of
+# COPY_CHUNK rows PostgreSQL's planner prefers a bitmap scan and a sort, and a
+# sort sends nothing until the whole chunk is sorted (tens of milliseconds,
+# spilled to disk), while Python, done with the previous chunk, waits. With
+# these off for the export's statements, the index scan streams from its first
+# row (bench/audit_export.py: 3.8 s against 3.2 s for 1,000,000 events).
+_STREAMING_SETTINGS = {"enable_sort": "off", "enable_bitmapscan": "off"}
+
+
+@contextmanager
+def streaming_in_index_order(cursor: Any) -> Iterator[None]:
+    """Planner settings for the export's COPY statements; the session's own values are put back after."""
+    previous = {}
+    for name, value in _STREAMING_SETTINGS.items():
+        cursor.execute("SELECT current_setting(%s), set_config(%s, %s, false)", [name, name, value])
+        previous[name] = cursor.fetchone()[0]
+    try:
+        yield
+    finally:
+        # After a failed statement in a transaction nothing more can run; its
+        # rollback puts the session's values back by itself.
+        if cursor.cursor.connection.get_transaction_status() != TRANSACTION_STATUS_INERROR:
+            for name, value in previous.items():
+                cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
 
 
 def _record_at(chain: AuditChain, sequence: int) -> dict[str, Any]:
@@ -214,8 +248,12 @@ def write_chain_segment(
         signer=signer,
         fetch_record=lambda sequence: _record_at(chain, sequence),
     )
-    copy_segment_rows(segment, chain, first=first, last=last, progress=progress)
-    stats = segment.finish()
+    try:
+        copy_segment_rows(segment, chain, first=first, last=last, progress=progress)
+        stats = segment.finish()
+    except BaseException:
+        segment.abandon()
+        raise
     if progress is not None:
         progress(segment.processed)
     return stats

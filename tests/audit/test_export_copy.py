@@ -281,3 +281,28 @@ def test_sqlite_keeps_the_record_path(clinic_a, monkeypatch):
 
 def _no_copy(*args: Any, **kwargs: Any) -> None:
     raise AssertionError("the COPY path ran outside PostgreSQL")
+
+
+@pytest.mark.postgres
+def test_chunks_stream_in_index_order_and_the_sessions_settings_come_back(clinic_a):
+    """A sort would hold back a chunk's first row until the whole chunk is sorted."""
+    tenant = clinic_a.tenant
+    with tenant_scope(tenant):
+        fill(tenant, 30)
+        chain = AuditChain.objects.get(tenant=tenant)
+    with connection.cursor() as cursor:
+        explain = "EXPLAIN " + cursor.cursor.mogrify(exports.chunk_select(), (chain.pk, 1, 50_001)).decode()
+        cursor.execute("SET enable_bitmapscan = off")  # a session's own choice, to be kept
+        # Make random reads look dear, as a big, interleaved table does: unasked, the planner sorts.
+        cursor.execute("SET random_page_cost = 1000")
+        cursor.execute(explain)
+        assert "Sort" in "\n".join(row[0] for row in cursor.fetchall())
+        with exports.streaming_in_index_order(cursor):
+            cursor.execute(explain)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SELECT current_setting('enable_sort'), current_setting('enable_bitmapscan')")
+        restored = cursor.fetchone()
+        cursor.execute("RESET enable_bitmapscan")
+        cursor.execute("RESET random_page_cost")
+    assert "Sort" not in plan and "Index Scan using audit_event_chain_sequence" in plan, plan
+    assert restored == ("on", "off")
