@@ -21,7 +21,7 @@ from psycopg2.extensions import TRANSACTION_STATUS_INERROR
 from audit import conf
 from audit.chain import GENESIS, digest_text, format_time
 from audit.crypto import EncryptingWriter, KeyWrapper, decrypt_stream
-from audit.exportcopy import RAW_COLUMNS, CopySegmentWriter
+from audit.exportcopy import CopySegmentWriter, select_list
 from audit.exportformat import Filters, SegmentStats, write_segment
 from audit.models import AuditChain, AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
 from audit.pdf import summary_pdf
@@ -130,7 +130,7 @@ class _BlockSink(io.RawIOBase):
 
 def chunk_select() -> str:
     """The SELECT of one COPY chunk: the raw columns of a chain's events in [%s, %s), in sequence order."""
-    columns = ", ".join(connection.ops.quote_name(name) for name in RAW_COLUMNS)
+    columns = select_list(connection.ops.quote_name)
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
     return (
         f"SELECT {columns} FROM {table} "  # noqa: S608  # nosec B608: fixed names; values are bound parameters

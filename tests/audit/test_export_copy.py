@@ -18,8 +18,8 @@ import pytest
 import time_machine
 from django.db import connection
 
-from audit.chain import GENESIS, event_hash
-from audit.exportcopy import _utc_times
+from audit.chain import GENESIS, event_hash, format_time
+from audit.exportcopy import canonical_time_sql, select_list
 from audit.exportformat import Filters, write_segment
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
@@ -108,16 +108,33 @@ def _rewrite(tamper, chain: AuditChain, changes: dict[int, dict[str, Any]], *, r
                 )
 
 
-def test_postgresql_times_are_rendered_as_format_time_writes_them():
-    assert _utc_times([b"2026-01-01 00:00:00.001+00", b"2026-01-01 00:00:01+00", b"2026-12-31 23:59:59.999999+00"]) == [
-        b"2026-01-01T00:00:00.001000",
-        b"2026-01-01T00:00:01.000000",
-        b"2026-12-31T23:59:59.999999",
+@pytest.mark.postgres
+def test_postgresql_renders_times_as_format_time_writes_them_in_any_session_time_zone():
+    times = [
+        "2026-01-01 00:00:00.001+00",
+        "2026-01-01 00:00:01+00",  # a zero fraction: the plain text form has no ".000000"
+        "2026-12-31 23:59:59.999999+00",
+        "2026-06-01 01:00:00.5+01",  # stored from another offset
+        "1000-01-01 00:00:00+00",
     ]
-    # Another session time zone is never rendered as a canonical UTC time.
-    canonical = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
-    assert not canonical.fullmatch(_utc_times([b"2026-01-01 01:00:00.5+01"])[0])
-    assert not canonical.fullmatch(_utc_times([b"2026-01-01 01:00:00+01"])[0])
+    expression = canonical_time_sql('"occurred_at"')
+    assert expression in select_list(connection.ops.quote_name)
+    values = ", ".join(f"('{time}'::timestamptz)" for time in times)
+    with connection.cursor() as cursor:
+        cursor.execute("SET TIME ZONE 'America/New_York'")
+        try:
+            cursor.execute(f'SELECT {expression} FROM (VALUES {values}) AS t("occurred_at")')  # noqa: S608
+            rendered = [row[0] for row in cursor.fetchall()]
+            # Before the Christian era to_char's year would drop the era: the plain text is used instead.
+            cursor.execute(
+                f"SELECT {expression} FROM (VALUES ('2026-01-01 00:00:00+00 BC'::timestamptz)) AS t(\"occurred_at\")"
+            )  # noqa: S608
+            before_christ = cursor.fetchone()[0]
+        finally:
+            cursor.execute("SET TIME ZONE 'UTC'")
+    expected = [format_time(datetime.fromisoformat(time)).removesuffix("Z") for time in times]
+    assert rendered == expected
+    assert "BC" in before_christ and not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", before_christ)
 
 
 @pytest.mark.postgres
