@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/audit_export.py [--events 1000000] [--repeat 3]
 
 Fills one chain with N hashed events (through COPY, fast), then times
-1. the export path (audit.services.exports.write_chain_segment, the function export_build uses:
+1. the export path (audit.services.segments.write_chain_segment, the function export_build uses:
    on PostgreSQL a COPY of the raw columns, from which exportcopy.CopySegmentWriter
    renders each event's canonical JSON, re-hashes and verifies every event, writes the
    JSONL lines, hashes the file and AES-GCM encrypts it; no CSV, as before),
@@ -151,8 +151,8 @@ def phase(name: str) -> None:
     from audit.crypto import EncryptingWriter, LocalKeyWrapper
     from audit.exportformat import Filters
     from audit.models import AuditChain
-    from audit.services.exports import write_chain_segment
     from audit.services.integrity import EVENT_COLUMNS, checkpoints_of
+    from audit.services.segments import write_chain_segment
     from audit.signing import current_signer
 
     chain = AuditChain.objects.get(tenant__slug="bench-export")

@@ -14,7 +14,7 @@ from audit.blockwriter import BlockWriter
 from audit.chain import GENESIS
 from audit.exportformat import Filters
 from audit.models import AuditChain
-from audit.services import exports
+from audit.services import segments
 from audit.services.integrity import checkpoints_of
 from audit.signing import current_signer
 from portal.tenancy.context import tenant_scope
@@ -76,7 +76,7 @@ def test_an_export_whose_file_cannot_be_written_fails_and_leaves_no_thread(clini
         fill(tenant, 40)
         chain = AuditChain.objects.get(tenant=tenant)
         with pytest.raises(OSError, match="No space left"):
-            exports.write_chain_segment(
+            segments.write_chain_segment(
                 chain=chain,
                 first=1,
                 last=40,

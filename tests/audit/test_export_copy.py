@@ -23,7 +23,7 @@ from audit.exportcopy import canonical_time_sql, select_list
 from audit.exportformat import Filters, write_segment
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
-from audit.services import exports
+from audit.services import segments
 from audit.services.integrity import chain_events, checkpoint_sign, checkpoints_of
 from audit.signing import current_signer
 from portal.tenancy.context import RLS_SETTING_NAME, tenant_scope
@@ -51,7 +51,7 @@ def _both_ways(
             "signer": current_signer(),
         }
         if fast:
-            stats = exports.write_chain_segment(chain=chain, first=1, last=last, **common)
+            stats = segments.write_chain_segment(chain=chain, first=1, last=last, **common)
         else:
             stats = write_segment(records=chain_events(chain, first=1, last=last), start_sequence=1, **common)
         outputs.append((jsonl.getvalue(), csv_out.getvalue(), stats))
@@ -78,13 +78,13 @@ def _assert_same(outputs: list[Any]) -> Any:
 def orm_reads(monkeypatch) -> list[int]:
     """Sequences the fast path had to read through the ORM (the per-record path)."""
     reads: list[int] = []
-    record_at = exports._record_at
+    record_at = segments._record_at
 
     def counting(chain, sequence):
         reads.append(sequence)
         return record_at(chain, sequence)
 
-    monkeypatch.setattr(exports, "_record_at", counting)
+    monkeypatch.setattr(segments, "_record_at", counting)
     return reads
 
 
@@ -213,8 +213,8 @@ def test_quotes_backslashes_and_other_zones_of_values(clinic_a, tamper, orm_read
 @pytest.mark.postgres
 def test_rows_for_the_record_path_wait_until_the_copy_has_ended(clinic_a, tamper, orm_reads, monkeypatch):
     """Small COPY statements and blocks: rows read through the ORM mid-stream, checkpoints, progress."""
-    monkeypatch.setattr(exports, "COPY_CHUNK", 7)
-    monkeypatch.setattr(exports, "COPY_BLOCK", 600)
+    monkeypatch.setattr(segments, "COPY_CHUNK", 7)
+    monkeypatch.setattr(segments, "COPY_BLOCK", 600)
     tenant = clinic_a.tenant
     with tenant_scope(tenant):
         fill(tenant, 10)
@@ -229,9 +229,9 @@ def test_rows_for_the_record_path_wait_until_the_copy_has_ended(clinic_a, tamper
         )
         done: list[int] = []
         last = AuditChain.objects.get(pk=chain.pk).last_sequence
-        monkeypatch.setattr(exports, "COPY_CHUNK", 7)
+        monkeypatch.setattr(segments, "COPY_CHUNK", 7)
         fast = _assert_same(_both_ways(chain, with_csv=False))
-        exports.write_chain_segment(
+        segments.write_chain_segment(
             chain=chain,
             first=1,
             last=last,
@@ -289,7 +289,7 @@ def test_sqlite_keeps_the_record_path(clinic_a, monkeypatch):
     with tenant_scope(tenant):
         fill(tenant, 4)
         chain = AuditChain.objects.get(tenant=tenant)
-        monkeypatch.setattr(exports, "copy_segment_rows", _no_copy)
+        monkeypatch.setattr(segments, "copy_segment_rows", _no_copy)
         (jsonl, _, stats), _ = _both_ways(chain)
     assert stats.verification.ok and stats.events == 4
     assert [json.loads(line)["type"] for line in jsonl.splitlines()][1:-1] == ["event"] * 4
@@ -308,13 +308,13 @@ def test_chunks_stream_in_index_order_and_the_sessions_settings_come_back(clinic
         fill(tenant, 30)
         chain = AuditChain.objects.get(tenant=tenant)
     with connection.cursor() as cursor:
-        explain = "EXPLAIN " + cursor.cursor.mogrify(exports.chunk_select(), (chain.pk, 1, 50_001)).decode()
+        explain = "EXPLAIN " + cursor.cursor.mogrify(segments.chunk_select(), (chain.pk, 1, 50_001)).decode()
         cursor.execute("SET enable_bitmapscan = off")  # a session's own choice, to be kept
         # Make random reads look dear, as a big, interleaved table does: unasked, the planner sorts.
         cursor.execute("SET random_page_cost = 1000")
         cursor.execute(explain)
         assert "Sort" in "\n".join(row[0] for row in cursor.fetchall())
-        with exports.streaming_in_index_order(cursor):
+        with segments.streaming_in_index_order(cursor):
             cursor.execute(explain)
             plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("SELECT current_setting('enable_sort'), current_setting('enable_bitmapscan')")

@@ -358,8 +358,8 @@ def _segment_both_ways(chain, *, first: int, last: int, filters: Filters, with_c
     """One segment written by the PostgreSQL fast path and by the per-record path."""
     from audit.chain import GENESIS
     from audit.exportformat import write_segment
-    from audit.services.exports import write_chain_segment
     from audit.services.integrity import chain_events, checkpoints_of
+    from audit.services.segments import write_chain_segment
     from audit.signing import current_signer
 
     start_prev = GENESIS
@@ -391,17 +391,17 @@ def _segment_both_ways(chain, *, first: int, last: int, filters: Filters, with_c
 def test_the_postgresql_fast_path_writes_exactly_what_the_record_path_writes(clinic_a, tamper, rechain, monkeypatch):
     """Values PostgreSQL renders differently (multi-key details, non-ASCII, quotes, IPv6) and tampering."""
     from audit.chain import GENESIS, event_hash
-    from audit.services import exports
+    from audit.services import segments
     from audit.services.integrity import chain_events
 
     read_through_orm: list[int] = []
-    record_at = exports._record_at
+    record_at = segments._record_at
 
     def counting_record_at(chain, sequence):
         read_through_orm.append(sequence)
         return record_at(chain, sequence)
 
-    monkeypatch.setattr(exports, "_record_at", counting_record_at)
+    monkeypatch.setattr(segments, "_record_at", counting_record_at)
 
     tenant = clinic_a.tenant
     with tenant_scope(tenant):
