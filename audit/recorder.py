@@ -288,9 +288,9 @@ def _append_portable(draft: _Draft) -> AuditEvent:
     return event
 
 
-# settle_audit_append (migration audit 0007) locks the head, reads the clock,
-# hashes and writes event, head and subjects: the steps of the ORM path, in one
-# round trip.
+# settle_audit_append (migration audit 0007) locks the head, takes the event's
+# time as event_time does (from the reading passed in), hashes and writes
+# event, head and subjects: the steps of the ORM path, in one round trip.
 _APPEND_SQL = (
     "SELECT out_event_id, out_chain_id, out_sequence, out_occurred_at, out_prev_hash, out_hash "
     "FROM settle_audit_append(%s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::inet, %s, %s::jsonb, "
