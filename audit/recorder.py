@@ -180,6 +180,21 @@ class _Draft:
     def tenant_id(self) -> int | None:
         return self.tenant.pk if self.tenant is not None else None
 
+    def columns(self) -> dict[str, Any]:
+        """The event's column values (attribute names) that the caller decides, not the chain."""
+        return {
+            "tenant_id": self.tenant_id,
+            "actor_user_id": self.actor_user_id,
+            "actor_role": self.actor_role,
+            "action": self.action,
+            "target_type": self.target_type,
+            "target_id": self.target_id,
+            "outcome": self.outcome,
+            "source_ip": self.source_ip,
+            "request_id": self.request_id,
+            "details": self.details,
+        }
+
 
 def _draft(
     *,
@@ -233,20 +248,11 @@ def event_time(previous: datetime) -> datetime:
 def _next_row(draft: _Draft, chain: AuditChain) -> dict[str, Any]:
     """The column values (attribute names) of the event that follows the locked head `chain`, hash included."""
     row = {
+        **draft.columns(),
         "public_id": uuid.uuid4(),
         "chain_id": chain.pk,
         "sequence": chain.last_sequence + 1,
-        "tenant_id": draft.tenant_id,
         "occurred_at": event_time(chain.updated_at),
-        "actor_user_id": draft.actor_user_id,
-        "actor_role": draft.actor_role,
-        "action": draft.action,
-        "target_type": draft.target_type,
-        "target_id": draft.target_id,
-        "outcome": draft.outcome,
-        "source_ip": draft.source_ip,
-        "request_id": draft.request_id,
-        "details": draft.details,
         "prev_hash": chain.last_hash,
         "hash": "",
     }
@@ -339,21 +345,12 @@ def _append_postgresql(draft: _Draft, using: str) -> AuditEvent:
         cursor.execute(_APPEND_SQL, _append_params(draft, public_id))
         event_id, chain_id, sequence, occurred_at, prev_hash, digest = cursor.fetchone()
     row = {
+        **draft.columns(),
         "id": event_id,
         "public_id": public_id,
         "chain_id": chain_id,
         "sequence": sequence,
-        "tenant_id": draft.tenant_id,
         "occurred_at": occurred_at,
-        "actor_user_id": draft.actor_user_id,
-        "actor_role": draft.actor_role,
-        "action": draft.action,
-        "target_type": draft.target_type,
-        "target_id": draft.target_id,
-        "outcome": draft.outcome,
-        "source_ip": draft.source_ip,
-        "request_id": draft.request_id,
-        "details": draft.details,
         "prev_hash": prev_hash,
         "hash": digest,
     }
