@@ -30,9 +30,11 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import conf
+        from audit.fields import register_raw_json
         from portal.celery import app
 
         connection_created.connect(allow_test_truncate, dispatch_uid="settle-audit-test-truncate")
+        connection_created.connect(register_raw_json, dispatch_uid="settle-audit-raw-json")
         # Signed checkpoints of every chain head, and the nightly archive sweep.
         app.conf.beat_schedule = {
             **(app.conf.beat_schedule or {}),

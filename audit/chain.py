@@ -73,6 +73,11 @@ TEMPLATE_HOLES = ("occurred_at", "prev_hash", "sequence")
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def canonical_json(value: Any) -> str:
+    """A value as the canonical form writes it (sorted keys, no whitespace, ASCII)."""
+    return _CANONICAL_ENCODER.encode(value)
+
+
 def canonical_template(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """The canonical JSON of `record` in four pieces, around the values of TEMPLATE_HOLES.
 

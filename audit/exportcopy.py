@@ -122,13 +122,15 @@ def _quoting_suffices(block: bytes, columns: list[list[bytes]], details: bytes) 
     no string in `details` holds a space (so only jsonb's own ", " and ": "
     are compacted). With no backslash, the quotes of `details` alternate
     between opening and closing a string, so the odd pieces between quotes
-    are the strings.
+    are the strings. Details stored as canonical text (audit.fields) hold
+    no space at all, which one scan shows; only details stored as jsonb
+    printed them (events from before migration audit 0008).
     """
     nulls = columns[_ACTOR].count(_COPY_NULL) + columns[_IP].count(_COPY_NULL)
     return (
         block.count(b"\\") == nulls
         and block.count(b'"') == details.count(b'"')
-        and b" " not in b"".join(details.split(b'"')[1::2])
+        and (b" " not in details or b" " not in b"".join(details.split(b'"')[1::2]))
     )
 
 
@@ -262,7 +264,10 @@ class CopySegmentWriter:
         details = b"\t".join(columns[_DETAILS])
         if not _quoting_suffices(block, columns, details):
             return None
-        compact = details.replace(b": ", b":").replace(b", ", b",").split(b"\t")
+        if b" " in details:  # jsonb's rendering: compact its separators
+            compact = details.replace(b": ", b":").replace(b", ", b",").split(b"\t")
+        else:
+            compact = columns[_DETAILS]
         actors, ips = _quoted_or_null(columns[_ACTOR]), _quoted_or_null(columns[_IP])
         heads = list(map(self._head.__mod__, zip(columns[_ACTION], columns[_ROLE], actors, compact, strict=True)))
         rest = (columns[i] for i in (_OUTCOME, _PREV, _PUBLIC_ID, _REQUEST, _SEQUENCE))

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from audit.fields import CanonicalJSONField
 from portal.tenancy.models import TenantOwnedModel
 
 
@@ -63,7 +64,8 @@ class AuditEvent(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     source_ip = models.GenericIPAddressField(null=True)
     request_id = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict)
+    # The canonical JSON its hash covers, as text (audit.fields).
+    details = CanonicalJSONField(default=dict)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -39,7 +38,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.actions import ACTIONS, REFERENCE_LISTS
-from audit.chain import GENESIS, PLATFORM_CHAIN, RECORD_FIELDS, canonical_template, event_hash, format_time
+from audit.chain import (
+    GENESIS,
+    PLATFORM_CHAIN,
+    RECORD_FIELDS,
+    canonical_json,
+    canonical_template,
+    event_hash,
+    format_time,
+)
 from audit.models import AuditChain, AuditEvent, AuditEventSubject, Outcome
 from portal.logging import request_id_var
 from portal.models import Tenant
@@ -299,7 +306,7 @@ def _append_portable(draft: _Draft) -> AuditEvent:
 # event, head and subjects: the steps of the ORM path, in one round trip.
 _APPEND_SQL = (
     "SELECT out_event_id, out_chain_id, out_sequence, out_occurred_at, out_prev_hash, out_hash "
-    "FROM settle_audit_append(%s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::inet, %s, %s::jsonb, "
+    "FROM settle_audit_append(%s, %s, %s, %s::uuid, %s::uuid, %s, %s, %s, %s, %s, %s::inet, %s, %s::json, "
     "%s::text[], %s::text[], %s::text[])"
 )
 
@@ -323,7 +330,8 @@ def _append_params(draft: _Draft, public_id: uuid.UUID) -> list[Any]:
     params: list[Any] = [draft.chain_key, draft.tenant_id, timezone.now(), str(public_id), actor]
     params += [draft.actor_role, draft.action, draft.target_type, draft.target_id, draft.outcome]
     params += [draft.source_ip, draft.request_id]
-    params += [json.dumps(draft.details), list(canonical_template(known))]
+    # Details as the very text the hash covers (audit.fields): json keeps it as given.
+    params += [canonical_json(draft.details), list(canonical_template(known))]
     return params + [[kind for kind, _ in draft.subjects], [ref for _, ref in draft.subjects]]
 
 

@@ -13,13 +13,19 @@ each in a fresh child process; reported: wall time, the child's own peak RSS
 machine is shared, so CPU seconds say more than wall time under load).
 Targets: export time >= 0.5x COPY's speed; peak RSS < 200 MB.
 With BENCH_KEEPDB=1 the database is kept and a later run with the same --events reuses it.
+
+`--details mixed` fills events whose details have the shapes the product
+records (one key; a list of patient ids; payment amounts; role changes;
+checkpoint references) instead of one key each. PostgreSQL's jsonb keeps
+object keys ordered by length, the canonical JSON by name, so multi-key
+details are the case the export has to re-order. Its database is
+test_bench_export_mixed.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import resource
 import statistics
@@ -34,14 +40,24 @@ from _audit_db import setup, teardown
 
 DB_NAME = "test_bench_export"
 
+# Details as the product records them (billing, security, audit callers).
+_MIXED_DETAILS = (
+    lambda n: {"n": n},
+    lambda n: {"patients": [f"p-{n}", f"p-{n + 1}", f"p-{n + 2}"]},
+    lambda n: {"source": "checkout", "amount_minor": n, "currency": "usd", "attempt": 1},
+    lambda n: {"from_role": "front_desk", "to_role": "billing_manager"},
+    lambda n: {"sequence": n, "key_id": "local-ed25519-1"},
+)
+
 
 class _RowStream(io.RawIOBase):
     """Tab-separated rows for COPY FROM, generated lazily (constant memory)."""
 
-    def __init__(self, chain_key: str, chain_id: int, tenant_id: int, count: int) -> None:
+    def __init__(self, chain_key: str, chain_id: int, tenant_id: int, count: int, *, mixed: bool = False) -> None:
         from audit.chain import GENESIS
 
         self.chain_key, self.chain_id, self.tenant_id, self.count = chain_key, chain_id, tenant_id, count
+        self.mixed = mixed
         self.n = 0
         self.prev = GENESIS
         self.start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -52,7 +68,7 @@ class _RowStream(io.RawIOBase):
         return True
 
     def _row(self) -> bytes:
-        from audit.chain import event_hash, format_time
+        from audit.chain import canonical_json, event_hash, format_time
 
         self.n += 1
         record = {
@@ -68,7 +84,7 @@ class _RowStream(io.RawIOBase):
             "outcome": "success",
             "source_ip": "10.0.0.1",
             "request_id": "",
-            "details": {"n": self.n},
+            "details": _MIXED_DETAILS[self.n % len(_MIXED_DETAILS)](self.n) if self.mixed else {"n": self.n},
             "prev_hash": self.prev,
         }
         digest = event_hash(record)
@@ -87,7 +103,7 @@ class _RowStream(io.RawIOBase):
             "success",
             "10.0.0.1",
             "",
-            json.dumps(record["details"]),
+            canonical_json(record["details"]),  # as the recorder stores it (audit.fields)
             str(record["prev_hash"]),
             digest,
         ]
@@ -111,7 +127,7 @@ class _Null:
         return len(data)
 
 
-def fill(events: int) -> bool:
+def fill(events: int, *, mixed: bool) -> bool:
     """Fill the chain; False when a kept database (BENCH_KEEPDB=1) already holds exactly `events`."""
     from django.db import connection
 
@@ -124,7 +140,7 @@ def fill(events: int) -> bool:
             sys.exit(f"the kept database holds {kept.last_sequence:,} events; drop test_bench_export first")
         return False
     tenant = tenant_create(slug="bench-export", name="Bench export")
-    stream = _RowStream(str(tenant.public_id), 0, tenant.pk, events)
+    stream = _RowStream(str(tenant.public_id), 0, tenant.pk, events, mixed=mixed)
     chain = AuditChain.objects.create(key=str(tenant.public_id), tenant=tenant, last_hash=stream.prev)
     stream.chain_id = chain.pk
     columns = (
@@ -146,7 +162,7 @@ def phase(name: str) -> None:
     django.setup()
     from django.db import connection
 
-    connection.settings_dict["NAME"] = DB_NAME
+    connection.settings_dict["NAME"] = os.environ.get("BENCH_EXPORT_DB", DB_NAME)
     from audit.chain import GENESIS
     from audit.crypto import EncryptingWriter, LocalKeyWrapper
     from audit.exportformat import Filters
@@ -227,19 +243,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--phase", choices=["export", "copy"])
     parser.add_argument("--repeat", type=int, default=1, help="measure COPY then export this many times")
+    parser.add_argument(
+        "--details", choices=["one-key", "mixed"], default="one-key", help="what the events' details hold"
+    )
     args = parser.parse_args()
     if args.phase:
         phase(args.phase)
         return
-    connection = setup("export")
+    mixed = args.details == "mixed"
+    connection = setup("export_mixed" if mixed else "export")
     old_name = connection.settings_dict["NAME"]
     try:
         started = time.perf_counter()
-        if fill(args.events):
+        if fill(args.events, mixed=mixed):
             print(f"filled {args.events:,} chained events in {time.perf_counter() - started:.1f} s")
         else:
             print(f"reusing the kept database's {args.events:,} chained events (BENCH_KEEPDB=1)")
-        env = {**os.environ, "BENCH_CHILD": "1"}
+        env = {**os.environ, "BENCH_CHILD": "1", "BENCH_EXPORT_DB": connection.settings_dict["NAME"]}
         ratios = []
         for run in range(args.repeat):
             if args.repeat > 1:
