@@ -87,7 +87,8 @@ def test_projection_after_create_is_sealed_and_equals_the_sources(two_tenants: t
     assert patient.listing.first_name == "Zoë" and patient.listing["date_of_birth"] == DOB
     stored = _raw(patient.pk)
     assert stored.startswith(f"s1:{alpha.pk}:phi:1:")
-    for clear in ("Zo", "Quartermaine", "1961", "P-0001", "2025550199"):
+    # Whole values only: two letters ("Zo") turn up in random base64 about once in forty runs.
+    for clear in ("Zoë", "Zo\\u00eb", "Quartermaine", "1961-03-14", "P-0001", "2025550199"):
         assert clear not in stored
 
 
