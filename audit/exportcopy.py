@@ -57,16 +57,33 @@ _TIME_SQL = (
 )
 
 
+# The uuid and inet columns come as their JSON: the quoted text (exactly what
+# COPY would print: abbrev() is inet's output function, where ::text would
+# add a /32), or null. That text holds no quote and no backslash, so quoting
+# is exact.
+_STRING_OR_NULL_SQL = {
+    "actor_user_id": "coalesce('\"' || {column}::text || '\"', 'null')",
+    "source_ip": "coalesce('\"' || abbrev({column}) || '\"', 'null')",
+}
+
+
 def canonical_time_sql(column: str) -> str:
     """SQL for the timestamptz `column` (quoted name) as format_time writes it, less the "Z"."""
     return _TIME_SQL.format(column=column)
 
 
+def column_sql(name: str, quote_name: Callable[[str], str]) -> str:
+    """The COPY's expression for the raw column `name`: the time as canonical text, uuid and inet as JSON."""
+    if name == "occurred_at":
+        return canonical_time_sql(quote_name(name))
+    if name in _STRING_OR_NULL_SQL:
+        return _STRING_OR_NULL_SQL[name].format(column=quote_name(name))
+    return quote_name(name)
+
+
 def select_list(quote_name: Callable[[str], str]) -> str:
-    """The SELECT list of RAW_COLUMNS for the COPY: each column as is, but the time as canonical text."""
-    return ", ".join(
-        canonical_time_sql(quote_name(name)) if name == "occurred_at" else quote_name(name) for name in RAW_COLUMNS
-    )
+    """The SELECT list of RAW_COLUMNS for the COPY."""
+    return ", ".join(column_sql(name, quote_name) for name in RAW_COLUMNS)
 
 
 (
@@ -86,7 +103,6 @@ def select_list(quote_name: Callable[[str], str]) -> str:
     _HASH,
 ) = range(len(RAW_COLUMNS))
 _WIDTH = len(RAW_COLUMNS)
-_COPY_NULL = b"\\N"
 # The canonical JSON (audit.chain.canonical_bytes) is head + tail + _VERSION_END;
 # the JSONL line is head + ',"hash":"…"' + tail + _TYPE_END ("hash" and "type"
 # sort to those places). The head template gets the chain key at run time.
@@ -108,17 +124,12 @@ class CopyFormatError(ValueError):
     """The COPY stream is not rows of RAW_COLUMNS (a programming error, never data)."""
 
 
-def _quoted_or_null(column: list[bytes]) -> list[bytes]:
-    """JSON for a nullable uuid or inet column: the quoted text, or null for COPY's NULL."""
-    blob = b'"' + b'"\t"'.join(column) + b'"'
-    return blob.replace(b'"' + _COPY_NULL + b'"', b"null").split(b"\t")
-
-
 def _quoting_suffices(block: bytes, columns: list[list[bytes]], details: bytes) -> bool:
     """True when quoting each value (and compacting jsonb's separators) yields its canonical JSON.
 
-    That holds when every backslash of the block is a NULL of the uuid or inet
-    column (so no value was escaped), no quote appears outside `details`, and
+    That holds when the block has no backslash (so no value was escaped), no
+    quote appears outside `details` but the two around each uuid and address
+    (select_list quotes those, whose text holds none), and
     no string in `details` holds a space (so only jsonb's own ", " and ": "
     are compacted). With no backslash, the quotes of `details` alternate
     between opening and closing a string, so the odd pieces between quotes
@@ -126,10 +137,11 @@ def _quoting_suffices(block: bytes, columns: list[list[bytes]], details: bytes) 
     no space at all, which one scan shows; only details stored as jsonb
     printed them (events from before migration audit 0008).
     """
-    nulls = columns[_ACTOR].count(_COPY_NULL) + columns[_IP].count(_COPY_NULL)
+    actors, ips = columns[_ACTOR], columns[_IP]
+    quoted = len(actors) - actors.count(b"null") + len(ips) - ips.count(b"null")
     return (
-        block.count(b"\\") == nulls
-        and block.count(b'"') == details.count(b'"')
+        b"\\" not in block
+        and block.count(b'"') == details.count(b'"') + 2 * quoted
         and (b" " not in details or b" " not in b"".join(details.split(b'"')[1::2]))
     )
 
@@ -268,7 +280,7 @@ class CopySegmentWriter:
             compact = details.replace(b": ", b":").replace(b", ", b",").split(b"\t")
         else:
             compact = columns[_DETAILS]
-        actors, ips = _quoted_or_null(columns[_ACTOR]), _quoted_or_null(columns[_IP])
+        actors, ips = columns[_ACTOR], columns[_IP]  # already JSON (select_list)
         heads = list(map(self._head.__mod__, zip(columns[_ACTION], columns[_ROLE], actors, compact, strict=True)))
         rest = (columns[i] for i in (_OUTCOME, _PREV, _PUBLIC_ID, _REQUEST, _SEQUENCE))
         tails = list(
@@ -346,8 +358,7 @@ class CopySegmentWriter:
     def _exact_parts(self, row: list[bytes]) -> tuple[bytes, bytes] | None:
         """One row's canonical head and tail, exact for any value COPY did not escape; None if it did."""
         for i, value in enumerate(row):
-            plain_null = value == _COPY_NULL and i in (_ACTOR, _IP)
-            if i != _DETAILS and (b'"' in value or b"\\" in value) and not plain_null:
+            if b"\\" in value or (b'"' in value and i not in (_DETAILS, _ACTOR, _IP)):
                 return None
         if b"\\" in row[_DETAILS]:
             return None
@@ -355,9 +366,8 @@ class CopySegmentWriter:
             details = _canonical_details(row[_DETAILS])
         except (ValueError, RecursionError):
             return None
-        actor, ip = (b"null" if v == _COPY_NULL else b'"' + v + b'"' for v in (row[_ACTOR], row[_IP]))
-        head = self._head % (row[_ACTION], row[_ROLE], actor, details)
-        tail = _TAIL % (row[_TIME], *row[_OUTCOME:_IP], ip, row[_TARGET], row[_TYPE])
+        head = self._head % (row[_ACTION], row[_ROLE], row[_ACTOR], details)
+        tail = _TAIL % (row[_TIME], *row[_OUTCOME:_IP], row[_IP], row[_TARGET], row[_TYPE])
         return head, tail
 
     def _checkpoint_at(self, sequence: int) -> bool:

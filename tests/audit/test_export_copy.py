@@ -19,7 +19,7 @@ import time_machine
 from django.db import connection
 
 from audit.chain import GENESIS, event_hash, format_time
-from audit.exportcopy import canonical_time_sql, select_list
+from audit.exportcopy import canonical_time_sql, column_sql, select_list
 from audit.exportformat import Filters, write_segment
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
@@ -323,3 +323,26 @@ def test_chunks_stream_in_index_order_and_the_sessions_settings_come_back(clinic
         cursor.execute("RESET random_page_cost")
     assert "Sort" not in plan and "Index Scan using audit_event_chain_sequence" in plan, plan
     assert restored == ("on", "off")
+
+
+@pytest.mark.postgres
+def test_uuids_and_addresses_come_as_the_json_of_what_copy_would_print():
+    """Quoted output-function text, or null: a network keeps its mask, a host gets none (::text adds /32)."""
+    quote = connection.ops.quote_name
+    cases = [
+        ("source_ip", "inet", ["192.0.2.7", "10.0.0.0/8", "2001:DB8::1", "::ffff:10.1.2.3", None]),
+        ("actor_user_id", "uuid", ["7C9E6679-7425-40DE-944B-E07FC1F90AE7", None]),
+    ]
+    with connection.cursor() as cursor:
+        for name, sql_type, values in cases:
+            expression = column_sql(name, quote)
+            assert expression in select_list(quote)
+            for value in values:
+                cursor.execute(
+                    f"SELECT {expression}, {quote(name)} FROM (VALUES (%s::{sql_type})) AS t({quote(name)})",  # noqa: S608
+                    [value],
+                )
+                rendered, printed = cursor.fetchone()
+                assert rendered == (f'"{printed}"' if printed is not None else "null"), (name, value)
+                if value == "192.0.2.7":
+                    assert rendered == '"192.0.2.7"'
