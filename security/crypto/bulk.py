@@ -32,8 +32,6 @@ into their new column values.
 from __future__ import annotations
 
 import base64
-import binascii
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import models
 
 from security.crypto import cipher, keyring
-from security.crypto.errors import TamperedCiphertextError, WrongRowError, WrongTenantError
+from security.crypto.errors import TamperedCiphertextError, WrongTenantError
 from security.crypto.fields import BlindIndexField, EncryptedFieldMixin, encrypted_fields
 from security.crypto.models import KeyPurpose
 
@@ -172,27 +170,9 @@ def open_stored(token: str, *, binding: cipher.Binding, purpose: str, keys: Batc
 
 
 def _open_parsed(header: cipher.Header, *, binding: cipher.Binding, purpose: str, keys: BatchKeys) -> bytes:
-    if header.tenant_id != binding.tenant_id:
-        raise WrongTenantError(f"{binding.model_label}.{binding.field_name}: ciphertext belongs to another tenant")
-    if header.purpose != purpose or not hmac.compare_digest(header.binding, binding.fingerprint()):
-        raise WrongRowError(
-            f"{binding.model_label}.{binding.field_name}: ciphertext was sealed for another row or field"
-        )
-    try:
-        data = cipher._b64decode(header.payload)
-    except (binascii.Error, ValueError):
-        raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: payload is not base64") from None
-    if len(data) < _NONCE_BYTES + _TAG_BYTES:
-        raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: ciphertext is truncated")
-    aead = keys.aead(purpose, header.version)
-    try:
-        return aead.decrypt(
-            data[:_NONCE_BYTES], data[_NONCE_BYTES:], binding.associated_data(purpose=purpose, version=header.version)
-        )
-    except InvalidTag:
-        raise TamperedCiphertextError(
-            f"{binding.model_label}.{binding.field_name}: ciphertext failed authentication (altered)"
-        ) from None
+    return cipher.open_parsed(
+        header, binding=binding, purpose=purpose, aead_for=lambda version: keys.aead(purpose, version)
+    )
 
 
 def reseal_stored(token: str, *, binding: cipher.Binding, purpose: str, version: int, keys: BatchKeys) -> str | None:

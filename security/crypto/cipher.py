@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -188,6 +189,16 @@ def open_(token: str, *, binding: Binding, purpose: str) -> bytes:
     KeyUnavailableError: the key exists but cannot be unwrapped now.
     """
     header = parse(token)
+    return open_parsed(
+        header,
+        binding=binding,
+        purpose=purpose,
+        aead_for=lambda version: keyring.decryption_aead(tenant_id=binding.tenant_id, purpose=purpose, version=version),
+    )
+
+
+def open_parsed(header: Header, *, binding: Binding, purpose: str, aead_for: Callable[[int], AESGCM]) -> bytes:
+    """open_ of a parsed value, with the key of a version from `aead_for` (the keyring's, or a batch's)."""
     if header.tenant_id != binding.tenant_id:
         raise WrongTenantError(f"{binding.model_label}.{binding.field_name}: ciphertext belongs to another tenant")
     if header.purpose != purpose or not hmac.compare_digest(header.binding, binding.fingerprint()):
@@ -200,7 +211,7 @@ def open_(token: str, *, binding: Binding, purpose: str) -> bytes:
         raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: payload is not base64") from None
     if len(data) < _NONCE_BYTES + _TAG_BYTES:
         raise TamperedCiphertextError(f"{binding.model_label}.{binding.field_name}: ciphertext is truncated")
-    aead = keyring.decryption_aead(tenant_id=binding.tenant_id, purpose=purpose, version=header.version)
+    aead = aead_for(header.version)
     try:
         return aead.decrypt(
             data[:_NONCE_BYTES], data[_NONCE_BYTES:], binding.associated_data(purpose=purpose, version=header.version)
