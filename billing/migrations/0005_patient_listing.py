@@ -17,24 +17,13 @@ from django.db import migrations
 import security.crypto.projection
 from portal.tenancy.context import platform_scope
 from security.crypto import cipher
-from security.crypto.errors import MalformedCiphertextError
 from security.crypto.projection import projection_plaintext
-from security.crypto.migration import flush_deferred_constraints
+from security.crypto.migration import flush_deferred_constraints, is_token
 
 LABEL = "billing.Patient"
 FIELD = "listing"
 PURPOSE = "phi"
 BATCH = 500
-
-
-def _is_token(value: Any) -> bool:
-    if not isinstance(value, str) or not value.startswith(f"{cipher.FORMAT}:"):
-        return False
-    try:
-        cipher.parse(value)
-    except MalformedCiphertextError:
-        return False
-    return True
 
 
 def _row_id(raw: Any) -> str:
@@ -46,7 +35,7 @@ def _source_text(value: Any, *, tenant_id: int, source: str, row_id: str) -> str
     """The plaintext of one source as its field seals it (text), or None."""
     if value is None:
         return None
-    if not _is_token(value):  # never sealed (a row written before 0003 ran): the column holds the text
+    if not is_token(value):  # never sealed (a row written before 0003 ran): the column holds the text
         return value.isoformat() if hasattr(value, "isoformat") else str(value)
     binding = cipher.Binding(tenant_id=tenant_id, model_label=LABEL, field_name=source, row_id=row_id)
     return cipher.open_(value, binding=binding, purpose=PURPOSE).decode()
@@ -74,7 +63,7 @@ def fill_listing(apps: Any, schema_editor: Any) -> None:
         while rows := _batch(schema_editor, table, sources, after):
             after = rows[-1][0]
             for pk, tenant_id, public_id, stored, *values in rows:
-                if _is_token(stored):
+                if is_token(stored):
                     continue
                 row_id = _row_id(public_id)
                 texts = {

@@ -38,7 +38,8 @@ FieldSpec = Mapping[str, tuple[str, str]]  # column -> (kind: text|date|json, pu
 IndexSpec = Mapping[str, tuple[Sequence[str], Sequence[str]]]  # column -> (sources, normalisers)
 
 
-def _is_token(value: Any) -> bool:
+def is_token(value: Any) -> bool:
+    """Whether a stored column value is already a ciphertext (kept as is by forwards)."""
     if not isinstance(value, str) or not value.startswith(f"{cipher.FORMAT}:"):
         return False
     try:
@@ -116,7 +117,7 @@ def seal_existing_rows(
                     binding = cipher.Binding(
                         tenant_id=int(tenant_id), model_label=label, field_name=column, row_id=str(row_id)
                     )
-                    if _is_token(value):
+                    if is_token(value):
                         plaintexts[column] = cipher.open_(value, binding=binding, purpose=purpose).decode()
                         continue
                     text = _plaintext_text(kind, value)
@@ -147,7 +148,7 @@ def seal_existing_rows(
                 pk, tenant_id, row_id = row[0], row[1], row[2]
                 changes: dict[str, Any] = {}
                 for column, value in zip(fields, row[3:], strict=True):
-                    if not _is_token(value):
+                    if not is_token(value):
                         continue
                     binding = cipher.Binding(
                         tenant_id=int(tenant_id), model_label=label, field_name=column, row_id=str(row_id)
