@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import subprocess
 import sys
@@ -15,10 +16,48 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from audit.models import AuditEvent
+from audit.chain import GENESIS
+from audit.exportformat import Filters, SegmentStats, write_segment
+from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
+from audit.services import segments
 from audit.services.archive import s3_client
+from audit.services.integrity import chain_events, checkpoints_of
+from audit.signing import current_signer
 from portal.models import Tenant
+
+
+def segment_both_ways(
+    chain: AuditChain,
+    *,
+    first: int = 1,
+    last: int | None = None,
+    filters: Filters | None = None,
+    with_csv: bool = False,
+) -> list[tuple[bytes, bytes, SegmentStats]]:
+    """(jsonl, csv, stats) of events first..last (default: the chain's newest) written by
+    write_chain_segment (the COPY path on PostgreSQL), then by the per-record write_segment."""
+    if last is None:
+        last = AuditChain.objects.get(pk=chain.pk).last_sequence
+    start_prev = GENESIS if first == 1 else AuditEvent.objects.get(chain=chain, sequence=first).prev_hash
+    outputs = []
+    for fast in (True, False):
+        jsonl, csv_out = io.BytesIO(), io.BytesIO()
+        common: dict[str, Any] = {
+            "jsonl": jsonl,
+            "csv_sink": csv_out if with_csv else None,
+            "header": {"chain": chain.key},
+            "start_prev_hash": start_prev,
+            "checkpoints": checkpoints_of(chain, first=first, last=last),
+            "filters": filters or Filters(),
+            "signer": current_signer(),
+        }
+        if fast:
+            stats = segments.write_chain_segment(chain=chain, first=first, last=last, **common)
+        else:
+            stats = write_segment(records=chain_events(chain, first=first, last=last), start_sequence=first, **common)
+        outputs.append((jsonl.getvalue(), csv_out.getvalue(), stats))
+    return outputs
 
 
 def fill(tenant: Tenant | None, count: int, *, action: str = "receipt.viewed", **kwargs: Any) -> list[AuditEvent]:

@@ -20,42 +20,16 @@ from django.db import connection
 
 from audit.chain import GENESIS, event_hash, format_time
 from audit.exportcopy import canonical_time_sql, column_sql, select_list
-from audit.exportformat import Filters, write_segment
+from audit.exportformat import Filters
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
 from audit.services import segments
 from audit.services.integrity import chain_events, checkpoint_sign, checkpoints_of
 from audit.signing import current_signer
 from portal.tenancy.context import RLS_SETTING_NAME, tenant_scope
-from tests.audit.conftest import fill
+from tests.audit.conftest import fill, segment_both_ways
 
 pytestmark = pytest.mark.django_db
-
-
-def _both_ways(
-    chain: AuditChain, *, filters: Filters | None = None, with_csv: bool = False, last: int | None = None
-) -> list[Any]:
-    """(jsonl, csv, stats) from the fast path, then from the per-record path, for the whole chain."""
-    if last is None:
-        last = AuditChain.objects.get(pk=chain.pk).last_sequence
-    outputs = []
-    for fast in (True, False):
-        jsonl, csv_out = io.BytesIO(), io.BytesIO()
-        common: dict[str, Any] = {
-            "jsonl": jsonl,
-            "csv_sink": csv_out if with_csv else None,
-            "header": {"chain": chain.key},
-            "start_prev_hash": GENESIS,
-            "checkpoints": checkpoints_of(chain, first=1, last=last),
-            "filters": filters or Filters(),
-            "signer": current_signer(),
-        }
-        if fast:
-            stats = segments.write_chain_segment(chain=chain, first=1, last=last, **common)
-        else:
-            stats = write_segment(records=chain_events(chain, first=1, last=last), start_sequence=1, **common)
-        outputs.append((jsonl.getvalue(), csv_out.getvalue(), stats))
-    return outputs
 
 
 def _assert_same(outputs: list[Any]) -> Any:
@@ -154,7 +128,7 @@ def test_whole_seconds_nulls_and_actors_stay_on_the_fast_path(clinic_a, orm_read
             details={"b": ["x", "y"], "a": 1, "flag": True, "none": None},
         )
         chain = AuditChain.objects.get(tenant=tenant)
-        fast = _assert_same(_both_ways(chain, with_csv=True))
+        fast = _assert_same(segment_both_ways(chain, with_csv=True))
     assert fast.verification.ok and fast.events == 3
     assert orm_reads == []
 
@@ -180,7 +154,7 @@ def test_a_changed_details_value_is_reported_exactly_as_the_record_path_does(
         fill(tenant, 2)
         chain = AuditChain.objects.get(tenant=tenant)
         _rewrite(tamper, chain, {4: {"details": stored}}, rechain=False)
-        fast = _assert_same(_both_ways(chain))
+        fast = _assert_same(segment_both_ways(chain))
     assert not fast.verification.ok and fast.verification.first_bad_sequence == 4
     assert orm_reads == [4]
 
@@ -201,7 +175,7 @@ def test_quotes_backslashes_and_other_zones_of_values(clinic_a, tamper, orm_read
             7: {"target_id": "caf\u00e9"},
         }
         _rewrite(tamper, chain, changes, rechain=rechain)
-        fast = _assert_same(_both_ways(chain, filters=Filters(target_type="receipt"), with_csv=True))
+        fast = _assert_same(segment_both_ways(chain, filters=Filters(target_type="receipt"), with_csv=True))
     assert fast.verification.ok is rechain
     if rechain:
         # Quotes, escapes, non-ASCII text and a network with a mask (the record
@@ -230,7 +204,7 @@ def test_rows_for_the_record_path_wait_until_the_copy_has_ended(clinic_a, tamper
         done: list[int] = []
         last = AuditChain.objects.get(pk=chain.pk).last_sequence
         monkeypatch.setattr(segments, "COPY_CHUNK", 7)
-        fast = _assert_same(_both_ways(chain, with_csv=False))
+        fast = _assert_same(segment_both_ways(chain, with_csv=False))
         segments.write_chain_segment(
             chain=chain,
             first=1,
@@ -271,9 +245,9 @@ def test_the_copy_runs_in_the_callers_row_level_security_scope(clinic_a, clinic_
         cursor.execute("SET LOCAL ROLE settle_export_probe")
     try:
         with tenant_scope(clinic_a.tenant):
-            own = _assert_same(_both_ways(chain))
+            own = _assert_same(segment_both_ways(chain))
         with tenant_scope(clinic_b.tenant):
-            other = _assert_same(_both_ways(chain, last=5))
+            other = _assert_same(segment_both_ways(chain, last=5))
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET ROLE")
@@ -290,7 +264,7 @@ def test_sqlite_keeps_the_record_path(clinic_a, monkeypatch):
         fill(tenant, 4)
         chain = AuditChain.objects.get(tenant=tenant)
         monkeypatch.setattr(segments, "copy_segment_rows", _no_copy)
-        (jsonl, _, stats), _ = _both_ways(chain)
+        (jsonl, _, stats), _ = segment_both_ways(chain)
     assert stats.verification.ok and stats.events == 4
     assert [json.loads(line)["type"] for line in jsonl.splitlines()][1:-1] == ["event"] * 4
     assert AuditEvent.objects.filter(chain=chain).count() == 4

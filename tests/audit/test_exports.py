@@ -8,7 +8,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import time_machine
@@ -30,7 +29,7 @@ from audit.verify import main as verify_main
 from portal.tenancy.context import tenant_scope
 from security.crypto.providers import get_signing_provider
 from security.models import Membership, Role
-from tests.audit.conftest import fill
+from tests.audit.conftest import fill, segment_both_ways
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -354,38 +353,6 @@ def test_export_request_service_queues_the_build(clinic_a, django_capture_on_com
     assert export.status == ExportStatus.READY
 
 
-def _segment_both_ways(chain, *, first: int, last: int, filters: Filters, with_csv: bool):
-    """One segment written by the PostgreSQL fast path and by the per-record path."""
-    from audit.chain import GENESIS
-    from audit.exportformat import write_segment
-    from audit.services.integrity import chain_events, checkpoints_of
-    from audit.services.segments import write_chain_segment
-    from audit.signing import current_signer
-
-    start_prev = GENESIS
-    if first > 1:
-        start_prev = AuditEvent.objects.get(chain=chain, sequence=first).prev_hash
-    outputs = []
-    for fast in (True, False):
-        jsonl, csv_out = io.BytesIO(), io.BytesIO()
-        common: dict[str, Any] = {
-            "jsonl": jsonl,
-            "csv_sink": csv_out if with_csv else None,
-            "header": {"chain": chain.key},
-            "start_prev_hash": start_prev,
-            "checkpoints": checkpoints_of(chain, first=first, last=last),
-            "filters": filters,
-            "signer": current_signer(),
-            "progress_every": 4,
-        }
-        if fast:
-            stats = write_chain_segment(chain=chain, first=first, last=last, **common)
-        else:
-            stats = write_segment(records=chain_events(chain, first=first, last=last), start_sequence=first, **common)
-        outputs.append((jsonl.getvalue(), csv_out.getvalue(), stats))
-    return outputs
-
-
 @pytest.mark.postgres
 @pytest.mark.parametrize("rechain", [True, False], ids=["rewritten-valid-chain", "tampered-chain"])
 def test_the_postgresql_fast_path_writes_exactly_what_the_record_path_writes(clinic_a, tamper, rechain, monkeypatch):
@@ -438,7 +405,7 @@ def test_the_postgresql_fast_path_writes_exactly_what_the_record_path_writes(cli
             (2, Filters(action="statement.lookup"), True),
             (4, Filters(target_type="receipt"), False),
         ]:
-            (fast_jsonl, fast_csv, fast), (slow_jsonl, slow_csv, slow) = _segment_both_ways(
+            (fast_jsonl, fast_csv, fast), (slow_jsonl, slow_csv, slow) = segment_both_ways(
                 chain, first=first, last=last, filters=filters, with_csv=with_csv
             )
             assert fast_jsonl == slow_jsonl
