@@ -22,6 +22,7 @@ from audit.recorder import audit_record
 from audit.services.integrity import chain_for, chain_verify, checkpoint_sign, checkpoint_sign_all
 from portal.tenancy.context import RLS_SETTING_NAME, platform_scope, tenant_scope
 from tests.audit.conftest import fill
+from tests.rls import create_probe_role
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -40,22 +41,9 @@ AUDIT_TABLES = (
 
 @pytest.fixture
 def probe_role(db: None) -> str:
-    tables = ", ".join(f'"{table}"' for table in AUDIT_TABLES)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            DO $$ BEGIN
-                CREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-            EXCEPTION WHEN duplicate_object THEN NULL;
-            END $$
-            """
-        )
-        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {PROBE_ROLE}")
-        # UPDATE and DELETE too, so it is the triggers, not missing grants, that refuse changes.
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {PROBE_ROLE}")
-        cursor.execute(f"GRANT SELECT ON portal_tenant TO {PROBE_ROLE}")
-        cursor.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {PROBE_ROLE}")
-    return PROBE_ROLE
+    """An ordinary role with application privileges, rolled back with the test."""
+    # UPDATE and DELETE too, so it is the triggers, not missing grants, that refuse changes.
+    return create_probe_role(PROBE_ROLE, tables=AUDIT_TABLES, privileges="SELECT, INSERT, UPDATE, DELETE")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from portal.tenancy.context import RLS_SETTING_NAME, platform_scope, tenant_scope
+from tests.rls import create_probe_role
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -37,25 +38,8 @@ TENANT_TABLES = (
 
 @pytest.fixture
 def probe_role(db: None) -> str:
-    """An ordinary (non-superuser, NOLOGIN) role with application privileges.
-
-    Created inside the test's transaction, so it disappears with the rollback.
-    """
-    tables = ", ".join(f'"{table}"' for table in TENANT_TABLES)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            DO $$ BEGIN
-                CREATE ROLE {PROBE_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS;
-            EXCEPTION WHEN duplicate_object THEN NULL;
-            END $$
-            """
-        )
-        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {PROBE_ROLE}")
-        cursor.execute(f"GRANT SELECT, INSERT ON {tables} TO {PROBE_ROLE}")
-        cursor.execute(f"GRANT SELECT ON portal_tenant TO {PROBE_ROLE}")
-        cursor.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {PROBE_ROLE}")
-    return PROBE_ROLE
+    """An ordinary role with application privileges, rolled back with the test."""
+    return create_probe_role(PROBE_ROLE, tables=TENANT_TABLES, privileges="SELECT, INSERT")
 
 
 @contextmanager
