@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from audit.chain import GENESIS
+from audit.chain import GENESIS, event_hash
 from audit.exportformat import Filters, SegmentStats, write_segment
 from audit.models import AuditChain, AuditEvent
 from audit.recorder import audit_record
@@ -24,6 +24,7 @@ from audit.services import segments
 from audit.services.archive import s3_client
 from audit.services.integrity import chain_events, checkpoints_of
 from audit.signing import current_signer
+from audit.verify import main as verify_main
 from portal.models import Tenant
 
 
@@ -58,6 +59,38 @@ def segment_both_ways(
             stats = write_segment(records=chain_events(chain, first=first, last=last), start_sequence=first, **common)
         outputs.append((jsonl.getvalue(), csv_out.getvalue(), stats))
     return outputs
+
+
+def rewrite_chain_from(sql: Callable[..., None], chain: AuditChain, first: int) -> str:
+    """Edit event `first` and recompute every later hash and the head, as a forger who knows the
+    algorithm (but not the signing key) would; `sql` runs behind the app's back. Returns the new head hash."""
+    table = "audit_auditevent"
+    sql(f"UPDATE {table} SET target_id = 'R-rewritten' WHERE chain_id = %s AND sequence = %s", [chain.pk, first])  # noqa: S608
+    prev = GENESIS if first == 1 else AuditEvent.objects.get(chain=chain, sequence=first - 1).hash
+    for record in list(chain_events(chain, first=first)):
+        record["prev_hash"] = prev
+        new_hash = event_hash(record)
+        sql(
+            f"UPDATE {table} SET prev_hash = %s, hash = %s WHERE chain_id = %s AND sequence = %s",  # noqa: S608
+            [prev, new_hash, chain.pk, record["sequence"]],
+        )
+        prev = new_hash
+    sql("UPDATE audit_auditchain SET last_hash = %s WHERE id = %s", [prev, chain.pk])
+    return prev
+
+
+def run_verifier(tmp_path: Path, data: bytes, *args: str) -> tuple[int, str]:
+    """`python -m audit.verify FILE *args` on `data`, in process: (exit code, what it printed)."""
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(data)
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = verify_main([str(path), *args])
+    finally:
+        sys.stdout, sys.stderr = old
+    return code, out.getvalue() + err.getvalue()
 
 
 def fill(tenant: Tenant | None, count: int, *, action: str = "receipt.viewed", **kwargs: Any) -> list[AuditEvent]:

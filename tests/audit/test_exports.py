@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -25,11 +24,10 @@ from audit.models import AuditChain, AuditEvent, AuditExport, ExportStatus
 from audit.services.exports import _file_path, export_build, export_read_all, export_request
 from audit.services.integrity import checkpoint_sign
 from audit.signing import ProviderSigner
-from audit.verify import main as verify_main
 from portal.tenancy.context import tenant_scope
 from security.crypto.providers import get_signing_provider
 from security.models import Membership, Role
-from tests.audit.conftest import fill, segment_both_ways
+from tests.audit.conftest import fill, run_verifier, segment_both_ways
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -70,19 +68,6 @@ def _jsonl(clinic, export) -> bytes:
         return export_read_all(export=export, kind="jsonl")
 
 
-def _verify(tmp_path, data: bytes, *args: str) -> tuple[int, str]:
-    path = tmp_path / "check.jsonl"
-    path.write_bytes(data)
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = verify_main([str(path), *args])
-    finally:
-        sys.stdout, sys.stderr = old
-    return code, out.getvalue() + err.getvalue()
-
-
 def test_officer_requests_downloads_once_and_the_file_verifies_offline(
     clinic_a, django_capture_on_commit_callbacks, tmp_path, key_file
 ):
@@ -107,7 +92,7 @@ def test_officer_requests_downloads_once_and_the_file_verifies_offline(
     assert download.status_code == 200
     assert download["Cache-Control"] == "no-store"
     data = b"".join(download.streaming_content)
-    code, output = _verify(tmp_path, data, "--public-key", key_file, "--require-signatures")
+    code, output = run_verifier(tmp_path, data, "--public-key", key_file, "--require-signatures")
     assert code == 0, output
     assert "intact" in output and "1 signed checkpoints agree" in output
     # The link works once.
@@ -198,7 +183,7 @@ def test_filtered_exports_keep_the_chain_verifiable(clinic_a, tmp_path, key_file
     data = _jsonl(clinic_a, export)
     kinds = [json.loads(line)["type"] for line in data.splitlines()]
     assert kinds.count("event") == 4 and kinds.count("link") == 13
-    assert _verify(tmp_path, data, "--public-key", key_file)[0] == 0
+    assert run_verifier(tmp_path, data, "--public-key", key_file)[0] == 0
     with tenant_scope(clinic_a.tenant):
         csv_text = export_read_all(export=export, kind="csv").decode()
         pdf = export_read_all(export=export, kind="pdf")
@@ -228,19 +213,19 @@ def test_changing_any_one_byte_fails_verification(export_bytes, tmp_path, key_fi
     data = bytearray(export_bytes)
     index = int(position * len(data))
     data[index] = (data[index] + delta) % 256
-    code, output = _verify(tmp_path, bytes(data), "--public-key", key_file)
+    code, output = run_verifier(tmp_path, bytes(data), "--public-key", key_file)
     assert code == 1, (index, output)
     assert "TAMPERED" in output
     # Without the key, only the seal's own signature bytes go unchecked
     # (and the verifier says so); every other byte still fails.
     footer_start = export_bytes.rstrip(b"\n").rfind(b"\n") + 1
     if index < footer_start:
-        assert _verify(tmp_path, bytes(data))[0] == 1, index
+        assert run_verifier(tmp_path, bytes(data))[0] == 1, index
 
 
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.99])
 def test_a_truncated_export_fails_with_a_clear_message(export_bytes, tmp_path, keep):
-    code, output = _verify(tmp_path, export_bytes[: int(len(export_bytes) * keep)])
+    code, output = run_verifier(tmp_path, export_bytes[: int(len(export_bytes) * keep)])
     assert code == 1
     assert "truncated" in output or "empty" in output or "footer" in output
 
@@ -257,8 +242,8 @@ def test_a_rewritten_export_fails_only_the_signature_check(export_bytes, tmp_pat
     body = json.dumps(header, sort_keys=True, separators=(",", ":")).encode() + b"\n" + b"".join(lines[1:-1])
     footer["sha256"] = digest_text(hashlib.sha256(body).digest())
     forged = body + json.dumps(footer, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-    assert _verify(tmp_path, forged)[0] == 0  # without the key only the digest is checked...
-    code, output = _verify(tmp_path, forged, "--public-key", key_file)
+    assert run_verifier(tmp_path, forged)[0] == 0  # without the key only the digest is checked...
+    code, output = run_verifier(tmp_path, forged, "--public-key", key_file)
     assert code == 1 and "seal" in output
 
 
@@ -301,7 +286,7 @@ def test_export_audit_command_writes_verifiable_files(clinic_a, tmp_path, key_fi
     captured = capsys.readouterr()
     assert "9/9 events" in captured.err and "100.0%" in captured.err  # 8 + the export request itself
     assert {p.name for p in out.iterdir()} == {"events.jsonl", "events.csv", "summary.pdf"}
-    assert _verify(tmp_path, (out / "events.jsonl").read_bytes(), "--public-key", key_file)[0] == 0
+    assert run_verifier(tmp_path, (out / "events.jsonl").read_bytes(), "--public-key", key_file)[0] == 0
     assert AuditEvent.objects.filter(action="audit.export_requested", details__via="cli").count() == 1
 
 

@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
-from audit.chain import GENESIS, checkpoint_message, digest_text, event_hash
+from audit.chain import checkpoint_message, digest_text
 from audit.exportformat import footer_message
-from audit.models import AuditChain, AuditCheckpoint, AuditEvent, AuditExport
+from audit.models import AuditCheckpoint, AuditEvent, AuditExport
 from audit.services.exports import export_build, export_read_all
-from audit.services.integrity import chain_events, chain_for, chain_verify, checkpoint_sign
+from audit.services.integrity import chain_for, chain_verify, checkpoint_sign
 from audit.signing import HmacSigner, ProviderSigner, current_signer
 from audit.tasks import audit_checkpoint_sign_all
-from audit.verify import main as verify_main
 from portal.tenancy.context import tenant_scope
 from security.crypto.providers import LocalKeyProvider, set_provider
-from tests.audit.conftest import fill
+from tests.audit.conftest import fill, rewrite_chain_from, run_verifier
 from tests.security.crypto_support import local_keys_fixture, new_master_key
 
 pytestmark = pytest.mark.django_db
@@ -52,28 +49,12 @@ def test_the_beat_task_signs_with_the_provider_key_and_verify_audit_checks_it(te
     assert "1 signed checkpoints agree" in capsys.readouterr().out
 
 
-def _rewrite_from(sql, chain: AuditChain, first: int) -> str:
-    """Edit event `first` and recompute every later hash and the head, as a forger who knows the algorithm."""
-    sql(f"UPDATE {TABLE} SET target_id = 'R-rewritten' WHERE chain_id = %s AND sequence = %s", [chain.pk, first])
-    prev = GENESIS if first == 1 else AuditEvent.objects.get(chain=chain, sequence=first - 1).hash
-    for record in list(chain_events(chain, first=first)):
-        record["prev_hash"] = prev
-        new_hash = event_hash(record)
-        sql(
-            f"UPDATE {TABLE} SET prev_hash = %s, hash = %s WHERE chain_id = %s AND sequence = %s",
-            [prev, new_hash, chain.pk, record["sequence"]],
-        )
-        prev = new_hash
-    sql("UPDATE audit_auditchain SET last_hash = %s WHERE id = %s", [prev, chain.pk])
-    return prev
-
-
 def test_a_rewritten_whole_chain_contradicts_the_provider_signed_checkpoint(tenant_a, local_keys, tamper):
     fill(tenant_a, 6)
     chain = chain_for(tenant_a)
     assert checkpoint_sign(chain=chain) is not None
     with tamper() as sql:
-        _rewrite_from(sql, chain, 1)
+        rewrite_chain_from(sql, chain, 1)
     result = chain_verify(chain=chain)
     assert not result.ok and result.problems[0].kind == "checkpoint_mismatch"
 
@@ -85,7 +66,7 @@ def test_a_rewritten_chain_with_checkpoints_re_signed_by_another_key_fails(tenan
     assert original is not None
     attacker = _attacker()
     with tamper() as sql:
-        _rewrite_from(sql, chain, 1)
+        rewrite_chain_from(sql, chain, 1)
         # Re-sign the checkpoint over the forged head with the attacker's own key;
         # the key id even carries the attacker's public key, and the signature is valid for it.
         forged_hash = AuditEvent.objects.get(chain=chain, sequence=original.sequence).hash
@@ -157,19 +138,6 @@ def _export(tenant) -> bytes:
         return export_read_all(export=export, kind="jsonl")
 
 
-def _run(tmp_path: Path, data: bytes, *args: str) -> tuple[int, str]:
-    path = tmp_path / "export.jsonl"
-    path.write_bytes(data)
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = verify_main([str(path), *args])
-    finally:
-        sys.stdout, sys.stderr = old
-    return code, out.getvalue() + err.getvalue()
-
-
 @pytest.fixture
 def signed_export(tenant_a, local_keys) -> bytes:
     fill(tenant_a, 8)
@@ -190,7 +158,9 @@ def test_an_export_verifies_offline_with_the_pinned_public_key(signed_export, lo
     signer = ProviderSigner(local_keys)
     footer = json.loads(signed_export.splitlines()[-1])
     assert footer["algorithm"] == "Ed25519" and footer["key_id"] == signer.key_id
-    code, output = _run(tmp_path, signed_export, "--public-key", _pem_file(tmp_path, signer), "--require-signatures")
+    code, output = run_verifier(
+        tmp_path, signed_export, "--public-key", _pem_file(tmp_path, signer), "--require-signatures"
+    )
     assert code == 0, output
     assert "1 signed checkpoints agree" in output
     assert f"verified with pinned key(s) {signer.public_key.fingerprint}" in output
@@ -198,15 +168,15 @@ def test_an_export_verifies_offline_with_the_pinned_public_key(signed_export, lo
 
 def test_a_key_other_than_the_pinned_one_is_a_failure(signed_export, tmp_path):
     other = _pem_file(tmp_path, _attacker(), "other.pem")
-    code, output = _run(tmp_path, signed_export, "--public-key", other)
+    code, output = run_verifier(tmp_path, signed_export, "--public-key", other)
     assert code == 1 and "not the pinned key" in output
 
 
 def test_without_a_pinned_key_signatures_are_not_trusted_but_the_key_is_named(signed_export, local_keys, tmp_path):
-    code, output = _run(tmp_path, signed_export)
+    code, output = run_verifier(tmp_path, signed_export)
     assert code == 0 and "signatures were NOT checked" in output
     assert ProviderSigner(local_keys).public_key.fingerprint in output
-    assert _run(tmp_path, signed_export, "--require-signatures")[0] == 2
+    assert run_verifier(tmp_path, signed_export, "--require-signatures")[0] == 2
 
 
 def test_a_legacy_hmac_key_alone_does_not_vouch_for_provider_signatures(signed_export, tmp_path):
@@ -216,7 +186,7 @@ def test_a_legacy_hmac_key_alone_does_not_vouch_for_provider_signatures(signed_e
 
     key_file = tmp_path / "hmac.key"
     key_file.write_text(base64.b64encode(conf.signing_key()).decode())
-    code, output = _run(tmp_path, signed_export, "--key-file", str(key_file))
+    code, output = run_verifier(tmp_path, signed_export, "--key-file", str(key_file))
     assert code == 1 and "pin with --public-key" in output
 
 
@@ -231,18 +201,18 @@ def test_an_export_rewritten_and_re_sealed_with_another_key_fails_against_the_pi
     footer["signature"] = attacker.sign(footer_message(footer))
     forged = body + json.dumps(footer, sort_keys=True, separators=(",", ":")).encode() + b"\n"
     pinned = _pem_file(tmp_path, ProviderSigner(local_keys))
-    code, output = _run(tmp_path, forged, "--public-key", pinned)
+    code, output = run_verifier(tmp_path, forged, "--public-key", pinned)
     assert code == 1 and "seal" in output and attacker.public_key.fingerprint in output
     # Trust is exactly the pinned set: pin the attacker's key too and the forgery passes.
     attacker_pem = _pem_file(tmp_path, attacker, "attacker.pem")
-    assert _run(tmp_path, forged, "--public-key", pinned, "--public-key", attacker_pem)[0] == 0
+    assert run_verifier(tmp_path, forged, "--public-key", pinned, "--public-key", attacker_pem)[0] == 0
 
 
 def test_the_public_key_command_writes_the_pem_the_verifier_pins(signed_export, local_keys, tmp_path, capsys):
     out = tmp_path / "published.pem"
     call_command("audit_signing_key", "--out", str(out))
     assert ProviderSigner(local_keys).public_key.fingerprint in capsys.readouterr().out
-    assert _run(tmp_path, signed_export, "--public-key", str(out), "--require-signatures")[0] == 0
+    assert run_verifier(tmp_path, signed_export, "--public-key", str(out), "--require-signatures")[0] == 0
 
 
 def test_current_signer_follows_the_setting(local_keys, settings):

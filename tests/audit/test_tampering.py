@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.chain import GENESIS, event_hash, format_time, parse_time
 from audit.models import AuditChain, AuditEvent
 from audit.services.integrity import chain_verify, checkpoint_sign
-from tests.audit.conftest import fill
+from tests.audit.conftest import fill, rewrite_chain_from
 
 pytestmark = pytest.mark.django_db
 
@@ -152,19 +152,7 @@ def test_a_full_rewrite_with_recomputed_hashes_contradicts_a_signed_checkpoint(c
     # Rewrite from event 3 on, recomputing every hash and the head, as an
     # attacker who knows the algorithm (but not the signing key) would.
     with tamper() as sql:
-        sql(f"UPDATE {TABLE} SET target_id = 'R-rewritten' WHERE chain_id = %s AND sequence = 3", [chain.pk])
-        prev = AuditEvent.objects.get(chain=chain, sequence=2).hash
-        from audit.services.integrity import chain_events
-
-        for record in list(chain_events(chain, first=3)):
-            record["prev_hash"] = prev
-            new_hash = event_hash(record)
-            sql(
-                f"UPDATE {TABLE} SET prev_hash = %s, hash = %s WHERE chain_id = %s AND sequence = %s",
-                [prev, new_hash, chain.pk, record["sequence"]],
-            )
-            prev = new_hash
-        sql("UPDATE audit_auditchain SET last_hash = %s WHERE id = %s", [prev, chain.pk])
+        rewrite_chain_from(sql, chain, 3)
     result = chain_verify(chain=chain)
     assert not result.ok
     assert result.problems[0].kind == "checkpoint_mismatch"
