@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.db import connection, models
+from django.db.migrations.executor import MigrationExecutor
 
 from portal.models import Tenant
 from portal.services import tenant_create
@@ -101,3 +102,10 @@ def two_tenants_fixture(db: None) -> tuple[Tenant, Tenant]:
         tenant_create(slug="crypt-a", name="Crypt A Clinic"),
         tenant_create(slug="crypt-b", name="Crypt B Clinic"),
     )
+
+
+def migrate_to(target: tuple[str, str]) -> None:
+    """Migrate the test database to `target` (app label, migration name), forwards or backwards."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate([target])

@@ -9,31 +9,25 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from billing.models import Checkout, Patient, ProcessorAccount, Statement
 from billing.services.lookup import statement_lookup
 from portal.services import tenant_create
 from portal.tenancy.context import tenant_scope
 from security.crypto.fields import blind_index_filter
+from tests.security.crypto_support import migrate_to
 
 BEFORE = ("billing", "0002_row_level_security")
 AFTER = ("billing", "0005_patient_listing")
 
 
-def _migrate(target: tuple[str, str]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-
-
 @pytest.fixture
 def at_plaintext_schema(transactional_db: None) -> Iterator[None]:
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     try:
         yield
     finally:
-        _migrate(AFTER)
+        migrate_to(AFTER)
 
 
 def _one(sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
@@ -76,7 +70,7 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             [tenant.pk],
         )
 
-    _migrate(AFTER)
+    migrate_to(AFTER)
 
     (listing,) = _one("SELECT listing FROM billing_patient WHERE id = %s", [patient_id])
     assert str(listing).startswith(f"s1:{tenant.pk}:phi:1:") and "Olive" not in str(listing)
@@ -122,7 +116,7 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
         assert Statement.objects.count() == 1
 
     # Backwards: plaintext again, lookup_key rebuilt.
-    _migrate(BEFORE)
+    migrate_to(BEFORE)
     assert _one("SELECT first_name, date_of_birth::text FROM billing_patient WHERE id = %s", [patient_id]) == (
         "Olive",
         "1950-06-01",

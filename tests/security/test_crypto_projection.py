@@ -10,7 +10,6 @@ from unittest import mock
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
 from billing.models import Patient
@@ -28,6 +27,7 @@ from security.crypto.models import KeyPurpose, RotationStatus
 from security.crypto.projection import EncryptedProjectionField, ProjectedValues, projection_plaintext
 from security.crypto.rotation import data_key_rotate
 from tests.security import crypto_support
+from tests.security.crypto_support import migrate_to
 
 local_keys_fixture = crypto_support.local_keys_fixture
 two_tenants_fixture = crypto_support.two_tenants_fixture
@@ -261,16 +261,10 @@ BEFORE = ("billing", "0004_encrypt_setup_intent_secret")
 AFTER = ("billing", "0005_patient_listing")
 
 
-def _migrate(target: tuple[str, str]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-
-
 @pytest.fixture
 def migrated_back_and_forth(transactional_db: None) -> Iterator[None]:
     yield
-    _migrate(AFTER)  # leave the schema as the other tests expect it
+    migrate_to(AFTER)  # leave the schema as the other tests expect it
 
 
 @pytest.mark.usefixtures("migrated_back_and_forth")
@@ -281,8 +275,8 @@ def test_migration_fills_existing_rows_and_is_idempotent(two_tenants: tuple[Tena
         (alpha, _patient(alpha, account_number="P-2", phone="")),
         (beta, _patient(beta)),
     ]
-    _migrate(BEFORE)  # drops the column: the rows are now "existing rows" without a projection
-    _migrate(AFTER)
+    migrate_to(BEFORE)  # drops the column: the rows are now "existing rows" without a projection
+    migrate_to(AFTER)
     stored = {patient.pk: _raw(patient.pk) for _, patient in patients}
     for tenant, patient in patients:
         assert stored[patient.pk].startswith(f"s1:{tenant.pk}:phi:")
