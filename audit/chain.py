@@ -61,21 +61,23 @@ def parse_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-def canonical_bytes(record: Mapping[str, Any]) -> bytes:
-    body = {field: record[field] for field in HASHED_FIELDS}
-    body["v"] = CANONICAL_VERSION
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-# The values an append on PostgreSQL fills in under the chain lock (see
-# canonical_template), in canonical (sorted-key) order.
-TEMPLATE_HOLES = ("occurred_at", "prev_hash", "sequence")
 _CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def canonical_json(value: Any) -> str:
     """A value as the canonical form writes it (sorted keys, no whitespace, ASCII)."""
     return _CANONICAL_ENCODER.encode(value)
+
+
+def canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    body = {field: record[field] for field in HASHED_FIELDS}
+    body["v"] = CANONICAL_VERSION
+    return canonical_json(body).encode("ascii")
+
+
+# The values an append on PostgreSQL fills in under the chain lock (see
+# canonical_template), in canonical (sorted-key) order.
+TEMPLATE_HOLES = ("occurred_at", "prev_hash", "sequence")
 
 
 def canonical_template(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -91,7 +93,7 @@ def canonical_template(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
     pieces: list[str] = []
     current = ["{"]
     for number, key in enumerate(sorted((*HASHED_FIELDS, "v"))):
-        label = ("," if number else "") + _CANONICAL_ENCODER.encode(key) + ":"
+        label = ("," if number else "") + canonical_json(key) + ":"
         if key in TEMPLATE_HOLES:
             quote = "" if key == "sequence" else '"'
             current.append(label + quote)
@@ -99,7 +101,7 @@ def canonical_template(record: Mapping[str, Any]) -> tuple[str, str, str, str]:
             current = [quote]
             continue
         value = CANONICAL_VERSION if key == "v" else record[key]
-        current.append(label + _CANONICAL_ENCODER.encode(value))
+        current.append(label + canonical_json(value))
     current.append("}")
     pieces.append("".join(current))
     first, second, third, fourth = pieces
@@ -118,9 +120,9 @@ def digest_text(digest: bytes) -> str:
 def checkpoint_message(*, chain: str, sequence: int, head_hash: str, signed_at: str) -> bytes:
     """The bytes a checkpoint signature covers."""
     body = {"chain": chain, "sequence": sequence, "hash": head_hash, "signed_at": signed_at, "v": CANONICAL_VERSION}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return canonical_json(body).encode("ascii")
 
 
 def dumps_line(obj: Mapping[str, Any]) -> bytes:
     """One JSONL line of an export or archive (canonical form, newline-terminated)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+    return canonical_json(obj).encode("ascii") + b"\n"

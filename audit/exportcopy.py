@@ -23,7 +23,7 @@ from operator import methodcaller
 from typing import Any, BinaryIO
 
 from audit.blockwriter import BlockWriter
-from audit.chain import CANONICAL_VERSION, dumps_line
+from audit.chain import CANONICAL_VERSION, canonical_json, dumps_line
 from audit.exportformat import CSV_COLUMNS, Filters, SegmentStats, csv_cell, open_segment, write_footer
 from audit.signing import Signer
 from audit.verification import Checkpoint
@@ -165,7 +165,7 @@ def _hash_text(data: bytes) -> bytes:
 
 
 def _canonical_details(text: bytes) -> bytes:
-    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return canonical_json(json.loads(text)).encode("ascii")
 
 
 class CopySegmentWriter:

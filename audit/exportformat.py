@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from audit.chain import RECORD_FIELDS, digest_text, dumps_line
+from audit.chain import RECORD_FIELDS, canonical_json, digest_text, dumps_line
 from audit.signing import Signer
 from audit.verification import ChainVerifier, Checkpoint, VerificationResult
 
@@ -236,4 +236,4 @@ def write_segment(
 def footer_message(footer: Mapping[str, Any]) -> bytes:
     """The bytes a footer's signature covers: every footer field but the signature."""
     body = {k: v for k, v in footer.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return canonical_json(body).encode("ascii")
