@@ -139,14 +139,12 @@ def _subjects(target_type: str, target_id: str, details: Mapping[str, Any]) -> l
 _RECORD_ATTNAMES = tuple(field for field in RECORD_FIELDS if field != "chain")
 
 
-def _canonical_record(row: Mapping[str, Any], chain_key: str) -> dict[str, Any]:
-    """The canonical record (audit.chain.RECORD_FIELDS) of an event's column values."""
+def _record_but_chain_values(row: Mapping[str, Any], chain_key: str) -> dict[str, Any]:
+    """The canonical record's fields that do not come from the chain head (all but TEMPLATE_HOLES and hash)."""
     actor = row["actor_user_id"]
     return {
         "chain": chain_key,
-        "sequence": row["sequence"],
         "public_id": str(row["public_id"]),
-        "occurred_at": format_time(row["occurred_at"]),
         "actor_user_id": str(actor) if actor else None,
         "actor_role": row["actor_role"],
         "action": row["action"],
@@ -156,6 +154,15 @@ def _canonical_record(row: Mapping[str, Any], chain_key: str) -> dict[str, Any]:
         "source_ip": _normalised_ip(row["source_ip"]),
         "request_id": row["request_id"],
         "details": row["details"],
+    }
+
+
+def _canonical_record(row: Mapping[str, Any], chain_key: str) -> dict[str, Any]:
+    """The canonical record (audit.chain.RECORD_FIELDS) of an event's column values."""
+    return {
+        **_record_but_chain_values(row, chain_key),
+        "sequence": row["sequence"],
+        "occurred_at": format_time(row["occurred_at"]),
         "prev_hash": row["prev_hash"],
         "hash": row["hash"],
     }
@@ -313,20 +320,8 @@ _APPEND_SQL = (
 
 def _append_params(draft: _Draft, public_id: uuid.UUID) -> list[Any]:
     """Parameters of _APPEND_SQL: the event's own values, its canonical JSON around the holes, its subjects."""
-    actor = str(draft.actor_user_id) if draft.actor_user_id else None
-    known = {
-        "chain": draft.chain_key,
-        "public_id": str(public_id),
-        "actor_user_id": actor,
-        "actor_role": draft.actor_role,
-        "action": draft.action,
-        "target_type": draft.target_type,
-        "target_id": draft.target_id,
-        "outcome": draft.outcome,
-        "source_ip": draft.source_ip,
-        "request_id": draft.request_id,
-        "details": draft.details,
-    }
+    known = _record_but_chain_values({**draft.columns(), "public_id": public_id}, draft.chain_key)
+    actor = known["actor_user_id"]
     params: list[Any] = [draft.chain_key, draft.tenant_id, timezone.now(), str(public_id), actor]
     params += [draft.actor_role, draft.action, draft.target_type, draft.target_id, draft.outcome]
     params += [draft.source_ip, draft.request_id]
