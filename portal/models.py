@@ -49,6 +49,33 @@ class Tenant(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # What the look-up form shows as an example statement number ("e.g. DC-100234").
+    # Blank shows no example: a made-up one would mislead a clinic's patients.
+    statement_number_hint = models.CharField(max_length=40, blank=True)
+    # The clinic's postal address, printed on receipts.
+    address_line1 = models.CharField(max_length=120, blank=True)
+    address_line2 = models.CharField(max_length=120, blank=True)
+    city = models.CharField(max_length=80, blank=True)
+    state = models.CharField(max_length=40, blank=True)
+    postal_code = models.CharField(max_length=16, blank=True)
+
+    # Suspension (platform console): patients see "temporarily unavailable", staff
+    # cannot sign in, nothing is deleted. Null means the clinic is not suspended.
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=200, blank=True)
+
+    # A custom domain is served only once its DNS TXT token has been verified.
+    custom_domain_token = models.CharField(max_length=64, blank=True)
+    custom_domain_verified_at = models.DateTimeField(null=True, blank=True)
+
+    # Guest statement look-up lockout, within SECURITY.md's bounds (at most 10
+    # failures per statement, locked at least 30 minutes). The per-IP counter is
+    # per clinic; its limit is higher because a clinic kiosk or shared Wi-Fi is
+    # one address for many patients (decision 0006).
+    lookup_statement_failure_limit = models.PositiveSmallIntegerField(default=10)
+    lookup_ip_failure_limit = models.PositiveSmallIntegerField(default=50)
+    lookup_lockout_minutes = models.PositiveSmallIntegerField(default=30)
+
     class Meta:
         ordering = ["name"]
 
