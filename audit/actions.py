@@ -23,6 +23,9 @@ ACTIONS: dict[str, str] = {
     "auth.recovery_codes_regenerated": "A user replaced their recovery codes",
     "auth.locked_out": "Lockout: failures reached the limit, or an attempt was refused while locked",
     "auth.password_changed": "A user changed their password; their other sessions ended",
+    "auth.password_reset_requested": "A password reset link was asked for (details.result: sent, no_account, throttled or locked; never the address typed)",
+    "auth.password_reset_refused": "A password reset link that cannot be used was opened (counts toward the IP's lockout)",
+    "auth.password_reset_completed": "A user set a new password through a reset link; every session of theirs ended",
     "auth.logout": "A staff member logged out",
     "auth.session_ended": "A user ended one of their other sessions",
     "auth.sessions_ended_others": "A user ended all their other sessions",
@@ -35,6 +38,7 @@ ACTIONS: dict[str, str] = {
     "staff.reactivated": "A clinic admin reactivated a staff member",
     "staff.mfa_reset": "A clinic admin reset a staff member's second factor (their sessions ended)",
     "staff.unlocked": "A clinic admin unlocked a staff member's locked-out account",
+    "staff.password_reset_sent": "A clinic admin emailed a staff member a password reset link",
     # Platform operators' emergency access (security.breakglass).
     "breakglass.started": "A platform operator started emergency access to the clinic (duration; the reason is on the grant)",
     "breakglass.ended": "A platform operator ended emergency access before it expired",

@@ -71,6 +71,8 @@ STACK_ENVIRONMENT = {
     "SETTLE_PUBLIC_SCHEME": "http",
     "SETTLE_PUBLIC_PORT": str(WEB_PORT),
     "PYTHONUNBUFFERED": "1",
+    # Sent mail (invitations, password reset links) lands in files the banner names.
+    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
 }
 
 
@@ -298,6 +300,7 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         f"  localstripe      {STRIPE_BASE}  (fresh store: {_shown_path(store)})",
         f"  Database         {_database_label(settings.DATABASES['default'])}",
         f"  Web server       runserver on {WEB_BASE} ({'autoreload on' if reload else 'autoreload off'})",
+        f"  Sent email       {_shown_path(Path(str(settings.EMAIL_FILE_PATH)))}/  (invitations, password reset links)",
     ]
     if os.environ.get("REDIS_URL"):
         lines.append("  Note             REDIS_URL is set: tasks go to Redis; start a worker yourself.")

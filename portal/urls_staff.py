@@ -10,7 +10,7 @@ from django.urls import path
 
 from billing.views import staff as billing_staff
 from portal import dashboard
-from security import auth_views
+from security import auth_views, recovery_views
 
 app_name = "staff"
 
@@ -23,6 +23,9 @@ urlpatterns = [
     path("account/", auth_views.account, name="account"),
     path("account/password/", auth_views.password_change, name="password-change"),
     path("account/recovery-codes/", auth_views.recovery_codes_new, name="recovery-codes"),
+    path("password/forgot/", recovery_views.password_forgot, name="password-forgot"),
+    # <token> is the link's token, or recovery_views.RESET_PLACEHOLDER once opened.
+    path("password/reset/<str:token>/", recovery_views.password_reset, name="password-reset"),
     path("payments/", billing_staff.payments, name="payments"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),

@@ -106,6 +106,35 @@ class StaffInvitation(TenantOwnedModel):
         return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
 
 
+class PasswordReset(models.Model):
+    """A staff password-reset link (security.recovery).
+
+    The link carries a random token; only its SHA-256 is stored. Single use
+    (used_at), expiring within the hour (expires_at), and revoked when a newer
+    link is issued or the password changes another way (revoked_at). Not
+    tenant-owned: an account is one person across clinics. `tenant` names
+    the clinic whose host the link opens on (None: the platform host).
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="password_resets")
+    tenant = models.ForeignKey("portal.Tenant", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True)
+    # Set when a clinic admin or operator sent the link from the team page.
+    sent_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"password reset {self.public_id}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.used_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
 class BreakGlassGrant(TenantOwnedModel):
     """Emergency access of a platform operator to one clinic (security.breakglass).
 

@@ -31,3 +31,25 @@ def data_key_rotate_task(
     except RotationNotReady as exc:
         raise self.retry(countdown=max(1, int(exc.retry_after) + 1)) from None
     return {"rotation": str(rotation.public_id), "status": rotation.status, "rows_done": rotation.rows_done}
+
+
+@shared_task(acks_late=True, max_retries=5, default_retry_delay=30)
+def password_reset_deliver(
+    *, email: str, tenant_id: int | None, refusal: str, source_ip: str | None, request_id: str = "-"
+) -> str:
+    """Look the address up, issue and email a reset link when it has one; audit either way.
+
+    Runs off the request so that the "Forgot password" answer takes the same
+    time whether or not the address has an account (security.recovery).
+    """
+    from portal.logging import request_id_var
+    from portal.tenancy.context import platform_scope, tenant_scope
+    from security.recovery import password_reset_issue
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id is not None else None
+    token = request_id_var.set(request_id or "-")
+    try:
+        with tenant_scope(tenant) if tenant is not None else platform_scope():
+            return password_reset_issue(email=email, tenant=tenant, refusal=refusal, source_ip=source_ip).outcome
+    finally:
+        request_id_var.reset(token)

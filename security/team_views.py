@@ -52,6 +52,7 @@ from security.mfa import mfa_enrolled
 from security.models import Membership, Role, User
 from security.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from security.permissions import TENANT_HOST, public_view, require_permission
+from security.recovery import password_reset_send
 from security.team import (
     TeamError,
     access_membership_by_uuid,
@@ -288,6 +289,17 @@ def member_mfa_reset_view(request: HttpRequest, membership_id: UUID) -> HttpResp
 @require_POST
 def member_unlock_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
     return _member_action(request, membership_id, member_unlock, lambda _: "Unlocked: they can sign in again.")
+
+
+@require_permission("staff.manage")
+@require_POST
+def member_password_reset_view(request: HttpRequest, membership_id: UUID) -> HttpResponse:
+    return _member_action(
+        request,
+        membership_id,
+        password_reset_send,
+        lambda _: "A password reset link was emailed to them. It works once, for one hour.",
+    )
 
 
 # --- The invitee's page -----------------------------------------------------------------------------

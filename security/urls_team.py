@@ -20,4 +20,7 @@ urlpatterns = [
     path("members/<uuid:membership_id>/reactivate/", views.member_reactivate_view, name="member-reactivate"),
     path("members/<uuid:membership_id>/mfa-reset/", views.member_mfa_reset_view, name="member-mfa-reset"),
     path("members/<uuid:membership_id>/unlock/", views.member_unlock_view, name="member-unlock"),
+    path(
+        "members/<uuid:membership_id>/password-reset/", views.member_password_reset_view, name="member-password-reset"
+    ),
 ]

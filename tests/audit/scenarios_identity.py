@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.urls import reverse
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -69,5 +71,53 @@ def _password_changed(clinic) -> None:
             "new_password1": "amber-orchard-9921-x",
             "new_password2": "amber-orchard-9921-x",
         },
+    )
+    assert response.status_code == 302
+
+
+# --- Password recovery (security.recovery) -------------------------------------------------------
+
+
+def _reset_link_path() -> str:
+    from django.core import mail
+
+    match = re.search(r"https?://[^\s/]+(/staff/password/reset/[A-Za-z0-9_-]+/)", str(mail.outbox[-1].body))
+    assert match
+    return match.group(1)
+
+
+@scenario("auth.password_reset_requested")
+def _password_reset_requested(clinic, capture) -> None:
+    with capture(execute=True):
+        response = clinic.client().post(reverse("staff:password-forgot"), {"email": clinic.user("front_desk").email})
+    assert response.status_code == 200
+
+
+@scenario("auth.password_reset_refused")
+def _password_reset_refused(clinic) -> None:
+    response = clinic.client().get(reverse("staff:password-reset", kwargs={"token": "B" * 43}))
+    assert response.status_code == 404
+
+
+@scenario("staff.password_reset_sent")
+def _password_reset_sent(clinic, capture) -> None:
+    from portal.tenancy.context import tenant_scope
+    from security.models import Membership
+
+    with tenant_scope(clinic.tenant):
+        membership = Membership.objects.get(tenant=clinic.tenant, user=clinic.user("front_desk"))
+    url = reverse("team:member-password-reset", kwargs={"membership_id": membership.public_id})
+    with capture(execute=True):
+        assert clinic.client_as("clinic_admin").post(url).status_code == 302
+
+
+@scenario("auth.password_reset_completed")
+def _password_reset_completed(clinic, capture) -> None:
+    _password_reset_sent(clinic, capture)
+    client = clinic.client()
+    assert client.get(_reset_link_path()).status_code == 302
+    password = "Quarry-lantern-51-meadow"
+    response = client.post(
+        reverse("staff:password-reset", kwargs={"token": "set"}), {"password": password, "password_confirm": password}
     )
     assert response.status_code == 302

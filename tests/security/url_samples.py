@@ -265,6 +265,15 @@ def _invitation_token(clinic: Clinic) -> object:
     return token
 
 
+def _reset_token(clinic: Clinic) -> object:
+    """The token of a usable password-reset link of the clinic's front desk, issued on its host."""
+    from security.recovery import _issue
+
+    with tenant_scope(clinic.tenant):
+        _, token = _issue(user=clinic.user(Role.FRONT_DESK), tenant=clinic.tenant, sent_by=None)
+    return token
+
+
 def _grant(clinic: Clinic) -> object:
     """The live break-glass grant of the responder (the break_glass persona) at the clinic."""
     from security.models import BreakGlassGrant
@@ -321,6 +330,7 @@ PLATFORM_HOST_VIEWS = frozenset({"billing.views.webhooks.stripe_webhook"})
 VIEW_SAMPLES: dict[tuple[str, str], Sample] = {
     ("audit.views.download", "token"): _download_token,
     ("security.team_views.accept", "token"): _invitation_token,
+    ("security.recovery_views.password_reset", "token"): _reset_token,
 }
 
 
