@@ -135,6 +135,8 @@ class LedgerEntry(TenantOwnedModel):
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     payment = models.ForeignKey("Payment", null=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    # The refund a refund entry records (billing.refund_models).
+    refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Short, non-PHI note (e.g. "Card payment, receipt R-000123").
     memo = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -159,6 +161,12 @@ class LedgerEntry(TenantOwnedModel):
             # A payment is credited to the ledger at most once, whatever races.
             models.UniqueConstraint(
                 fields=["payment"], condition=Q(kind="payment"), name="ledger_one_credit_per_payment"
+            ),
+            # A refund is debited at most once, whether the processor's answer or its webhook comes first.
+            models.UniqueConstraint(fields=["refund"], condition=Q(kind="refund"), name="ledger_one_entry_per_refund"),
+            models.CheckConstraint(
+                condition=Q(kind="refund", refund__isnull=False) | ~Q(kind="refund"),
+                name="ledger_refund_entries_name_refund",
             ),
         ]
 
@@ -332,3 +340,8 @@ class ProcessorEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.event_id
+
+
+# Refunds and their policy live in their own module; imported here so Django
+# registers them with the billing app.
+from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
+from billing.views import staff_refunds
 from portal import dashboard
 from security import auth_views
 
@@ -24,6 +25,13 @@ urlpatterns = [
     path("account/password/", auth_views.password_change, name="password-change"),
     path("account/recovery-codes/", auth_views.recovery_codes_new, name="recovery-codes"),
     path("payments/", billing_staff.payments, name="payments"),
+    path("payments/<uuid:payment_id>/", staff_refunds.payment_detail, name="payment"),
+    path("payments/<uuid:payment_id>/refund/", staff_refunds.refund_create, name="payment-refund"),
+    path("refunds/", staff_refunds.refund_queue, name="refunds"),
+    path("refunds/<uuid:refund_id>/approve/", staff_refunds.refund_approve_view, name="refund-approve"),
+    path("refunds/<uuid:refund_id>/reject/", staff_refunds.refund_reject_view, name="refund-reject"),
+    path("refunds/<uuid:refund_id>/receipt/", staff_refunds.refund_receipt, name="refund-receipt"),
+    path("refunds/<uuid:refund_id>/receipt.pdf", staff_refunds.refund_receipt_pdf_view, name="refund-receipt-pdf"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
 ]

@@ -18,6 +18,7 @@ from audit.recorder import audit_record
 from billing.models import Payment, ProcessorAccount, ProcessorEvent
 from billing.processor import ProcessorUnavailable, WebhookEvent, WebhookRejected, get_processor
 from billing.services.payments import IntentMismatch, payment_apply_intent, payment_sync
+from billing.services.refunds import refund_apply, refund_for_processor_object
 from portal.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
     if ProcessorEvent.objects.filter(tenant=tenant, event_id=event.id).exists():
         return WebhookResult("duplicate")
 
+    if event.object_type == "refund":
+        return _refund_event(tenant, event)
+
     payment = _payment_for(tenant, event) if event.object_type == "payment_intent" else None
     if payment is None:
         try:
@@ -103,4 +107,23 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
     payment.refresh_from_db()
     if payment.status == "requires_capture":
         payment_sync(payment=payment, intent=intent, processor=processor, source="webhook")
+    return WebhookResult("applied")
+
+
+def _refund_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
+    """refund.created / refund.updated / refund.failed: apply the refund as the processor holds it now."""
+    try:
+        snapshot = get_processor(tenant).retrieve_refund(event.object_id)
+    except ProcessorUnavailable:
+        raise WebhookRetryLater from None
+    refund = refund_for_processor_object(tenant=tenant, snapshot=snapshot)
+    try:
+        with transaction.atomic():
+            if refund is None:
+                _record(tenant, event, None, "ignored")
+                return WebhookResult("ignored")
+            _record(tenant, event, refund.payment, "applied")
+            refund_apply(refund_id=refund.pk, snapshot=snapshot, source="webhook")
+    except IntegrityError:
+        return WebhookResult("duplicate")
     return WebhookResult("applied")
