@@ -28,6 +28,7 @@ urlpatterns = [
     path("payments/<uuid:payment_id>/", staff_refunds.payment_detail, name="payment"),
     path("payments/<uuid:payment_id>/refund/", staff_refunds.refund_create, name="payment-refund"),
     path("refunds/", staff_refunds.refund_queue, name="refunds"),
+    path("disputes/", staff_refunds.dispute_list, name="disputes"),
     path("refunds/<uuid:refund_id>/approve/", staff_refunds.refund_approve_view, name="refund-approve"),
     path("refunds/<uuid:refund_id>/reject/", staff_refunds.refund_reject_view, name="refund-reject"),
     path("refunds/<uuid:refund_id>/receipt/", staff_refunds.refund_receipt, name="refund-receipt"),

@@ -2,6 +2,7 @@
 
 from billing.processor.base import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
     Processor,
     ProcessorError,
@@ -15,6 +16,7 @@ from billing.processor.registry import get_processor, set_processor_factory
 
 __all__ = [
     "CardDeclined",
+    "DisputeSnapshot",
     "IntentSnapshot",
     "Processor",
     "ProcessorError",

@@ -79,6 +79,22 @@ class RefundSnapshot:
 
 
 @dataclass(frozen=True)
+class DisputeSnapshot:
+    """The processor's current view of one dispute (chargeback)."""
+
+    id: str
+    status: str  # warning_needs_response | needs_response | under_review | won | lost | ...
+    amount: int
+    currency: str  # upper case ISO 4217
+    payment_intent_id: str
+    reason: str = ""
+    evidence_due_by: int | None = None  # Unix time
+    # Net amounts the dispute moved at the processor, in order: negative when
+    # funds were withdrawn, positive when reinstated.
+    balance_movements: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
     id: str
     type: str
@@ -125,5 +141,7 @@ class Processor(Protocol):
         ...
 
     def retrieve_refund(self, refund_id: str) -> RefundSnapshot: ...
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot: ...
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent: ...

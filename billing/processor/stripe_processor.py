@@ -17,6 +17,7 @@ from django.conf import settings
 
 from billing.processor.base import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
     ProcessorError,
     ProcessorUnavailable,
@@ -93,6 +94,28 @@ def refund_snapshot_from_dict(data: Mapping[str, Any]) -> RefundSnapshot:
         payment_intent_id=str(intent_id or ""),
         metadata=dict(data.get("metadata") or {}),
         failure_reason=str(data.get("failure_reason") or ""),
+    )
+
+
+def dispute_snapshot_from_dict(data: Mapping[str, Any]) -> DisputeSnapshot:
+    """Reduce a Stripe Dispute object to the facts the dispute services use."""
+    intent = data.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+    evidence = data.get("evidence_details") or {}
+    movements = []
+    for txn in data.get("balance_transactions") or []:
+        if isinstance(txn, Mapping):
+            # Stripe reports the gross amount moved; a fee is separate (reconciliation counts it).
+            movements.append(int(txn.get("amount", 0)))
+    return DisputeSnapshot(
+        id=str(data["id"]),
+        status=str(data.get("status") or ""),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        payment_intent_id=str(intent_id or ""),
+        reason=str(data.get("reason") or ""),
+        evidence_due_by=evidence.get("due_by"),
+        balance_movements=tuple(movements),
     )
 
 
@@ -196,6 +219,9 @@ class StripeProcessor:
 
     def retrieve_refund(self, refund_id: str) -> RefundSnapshot:
         return refund_snapshot_from_dict(_as_dict(self._call(self._client.v1.refunds.retrieve, refund_id)))
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot:
+        return dispute_snapshot_from_dict(_as_dict(self._call(self._client.v1.disputes.retrieve, dispute_id)))
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent:
         """Verify the Stripe-Signature on the raw body, then parse it."""

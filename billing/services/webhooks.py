@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from audit.recorder import audit_record
 from billing.models import Payment, ProcessorAccount, ProcessorEvent
 from billing.processor import ProcessorUnavailable, WebhookEvent, WebhookRejected, get_processor
+from billing.services.disputes import dispute_apply
 from billing.services.payments import IntentMismatch, payment_apply_intent, payment_sync
 from billing.services.refunds import refund_apply, refund_for_processor_object
 from portal.models import Tenant
@@ -76,6 +77,8 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
 
     if event.object_type == "refund":
         return _refund_event(tenant, event)
+    if event.object_type == "dispute":
+        return _dispute_event(tenant, event)
 
     payment = _payment_for(tenant, event) if event.object_type == "payment_intent" else None
     if payment is None:
@@ -127,3 +130,19 @@ def _refund_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
     except IntegrityError:
         return WebhookResult("duplicate")
     return WebhookResult("applied")
+
+
+def _dispute_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
+    """charge.dispute.*: apply the dispute as the processor holds it now."""
+    try:
+        snapshot = get_processor(tenant).retrieve_dispute(event.object_id)
+    except ProcessorUnavailable:
+        raise WebhookRetryLater from None
+    try:
+        with transaction.atomic():
+            dispute = dispute_apply(tenant=tenant, snapshot=snapshot)
+            payment = dispute.payment if dispute is not None else None
+            _record(tenant, event, payment, "applied" if dispute is not None else "ignored")
+    except IntegrityError:
+        return WebhookResult("duplicate")
+    return WebhookResult("applied" if dispute is not None else "ignored")

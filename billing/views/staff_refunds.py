@@ -15,8 +15,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.recorder import audit_record
+from billing.dispute_models import Dispute
 from billing.models import Payment
 from billing.refund_models import Refund, RefundReason, RefundStatus
+from billing.services.disputes import dispute_blocks_refund
 from billing.services.refund_receipts import refund_receipt_pdf
 from billing.services.refunds import (
     NOTE_MAX_LENGTH,
@@ -97,6 +99,8 @@ def _payment_page(
     can_refund = "refunds.request" in access.permissions
     context = {
         "payment": payment,
+        "disputes": list(payment.disputes.order_by("-opened_at")),
+        "refund_blocked": dispute_blocks_refund(payment),
         "timeline": payment_timeline(tenant=tenant, payment=payment),
         "refunds": list(payment.refunds.select_related("requested_by", "decided_by").order_by("requested_at")),
         "refundable": payment_refundable(payment=payment),
@@ -262,3 +266,25 @@ def refund_receipt_pdf_view(request: HttpRequest, refund_id: UUID) -> HttpRespon
     response = HttpResponse(refund_receipt_pdf(refund=refund), content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="refund-{refund.receipt_number}.pdf"'
     return response
+
+
+@require_permission("disputes.manage")
+@require_GET
+def dispute_list(request: HttpRequest) -> HttpResponse:
+    """The clinic's disputes, open ones first by evidence due date (an audited read naming patients)."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    disputes = list(
+        Dispute.objects.filter(tenant=tenant)
+        .select_related("payment", "payment__patient", "payment__statement")
+        .order_by("closed_at", "evidence_due_by", "-opened_at")[:200]
+    )
+    audit_record(
+        action="dispute.list_viewed",
+        tenant=tenant,
+        actor=request.user,
+        actor_role=request.access.role,  # type: ignore[attr-defined]
+        target_type="dispute_list",
+        request=request,
+        details={"patients": sorted({str(d.payment.patient.public_id) for d in disputes})},
+    )
+    return render(request, "billing/staff/disputes.html", {"disputes": disputes})

@@ -456,3 +456,73 @@ def _refund_rejected(clinic) -> None:
 @scenario("refund.queue_viewed")
 def _refund_queue_viewed(clinic) -> None:
     assert clinic.client_as("billing_manager").get(reverse("staff:refunds")).status_code == 200
+
+
+# --- Disputes (billing.services.disputes) --------------------------------------------------------------
+
+
+def _dispute_delivered(clinic, fake, dispute_id, event_id, event_type):
+    from tests.billing.test_disputes import deliver
+
+    assert deliver(clinic, dispute_id, event_id, event_type).status_code == 200
+
+
+def _disputed_payment(clinic):
+    fake = _refund_scripted()
+    payment = _paid_payment(clinic)
+    snapshot = fake.open_dispute(payment.processor_payment_intent_id, payment.amount_minor)
+    _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_open", "charge.dispute.created")
+    return fake, snapshot
+
+
+@scenario("dispute.opened")
+def _dispute_opened(clinic) -> None:
+    try:
+        _disputed_payment(clinic)
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.updated")
+def _dispute_updated(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="under_review")
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_update", "charge.dispute.updated")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.closed")
+def _dispute_closed(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="lost")
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_close", "charge.dispute.closed")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.funds_withdrawn")
+def _dispute_funds_withdrawn(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, balance_movements=(-snapshot.amount,))
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_withdrawn", "charge.dispute.funds_withdrawn")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.funds_reinstated")
+def _dispute_funds_reinstated(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="won", balance_movements=(-snapshot.amount, snapshot.amount))
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_reinstated", "charge.dispute.funds_reinstated")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.list_viewed")
+def _dispute_list_viewed(clinic) -> None:
+    assert clinic.client_as("billing_manager").get(reverse("staff:disputes")).status_code == 200

@@ -12,6 +12,7 @@ from typing import Any
 
 from billing.processor import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
     ProcessorError,
     ProcessorUnavailable,
@@ -36,6 +37,7 @@ class FakeProcessor:
     refund_outcome: str = "succeed"
     refund_delay: float = 0.0
     refunds: dict[str, RefundSnapshot] = field(default_factory=dict)
+    disputes: dict[str, DisputeSnapshot] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     intents: dict[str, IntentSnapshot] = field(default_factory=dict)
     setups: dict[str, SetupSnapshot] = field(default_factory=dict)
@@ -188,6 +190,30 @@ class FakeProcessor:
         if self.retrieve_unavailable:
             raise ProcessorUnavailable("down")
         return self.refunds[refund_id]
+
+    # --- Disputes (raised by the card network; tests script them) ------------
+    def open_dispute(self, payment_intent_id: str, amount: int, **changes: Any) -> DisputeSnapshot:
+        dispute = DisputeSnapshot(
+            id=self._next_id("dp"),
+            status="needs_response",
+            amount=amount,
+            currency="USD",
+            payment_intent_id=payment_intent_id,
+            reason="fraudulent",
+            evidence_due_by=int(time.time()) + 7 * 86_400,
+        )
+        self.disputes[dispute.id] = replace(dispute, **changes)
+        return self.disputes[dispute.id]
+
+    def set_dispute(self, dispute_id: str, **changes: Any) -> DisputeSnapshot:
+        self.disputes[dispute_id] = replace(self.disputes[dispute_id], **changes)
+        return self.disputes[dispute_id]
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot:
+        self.calls.append(("retrieve_dispute", {"id": dispute_id}))
+        if self.retrieve_unavailable:
+            raise ProcessorUnavailable("down")
+        return self.disputes[dispute_id]
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent:
         real = StripeProcessor.__new__(StripeProcessor)
