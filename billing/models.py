@@ -112,6 +112,10 @@ class EntryKind(models.TextChoices):
     PAYMENT = "payment", "Payment"
     REFUND = "refund", "Refund"
     ADJUSTMENT = "adjustment", "Adjustment"
+    # A disputed payment's funds were taken back by the card network (the patient owes it again)...
+    CHARGEBACK = "chargeback", "Chargeback"
+    # ...and returned when the clinic won the dispute.
+    CHARGEBACK_REVERSAL = "chargeback_reversal", "Chargeback reversed"
 
 
 class ImmutableRowError(RuntimeError):
@@ -131,10 +135,14 @@ class LedgerEntry(TenantOwnedModel):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="ledger_entries")
     statement = models.ForeignKey(Statement, null=True, on_delete=models.PROTECT, related_name="ledger_entries")
-    kind = models.CharField(max_length=16, choices=EntryKind.choices)
+    kind = models.CharField(max_length=24, choices=EntryKind.choices)
     amount_minor = models.BigIntegerField()
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     payment = models.ForeignKey("Payment", null=True, on_delete=models.PROTECT, related_name="ledger_entries")
+    # The refund a refund entry records (billing.refund_models).
+    refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The dispute a chargeback or its reversal records (billing.dispute_models).
+    dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Short, non-PHI note (e.g. "Card payment, receipt R-000123").
     memo = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -147,18 +155,39 @@ class LedgerEntry(TenantOwnedModel):
                     Q(kind="charge", amount_minor__gt=0)
                     | Q(kind="payment", amount_minor__lt=0)
                     | Q(kind="refund", amount_minor__gt=0)
+                    | Q(kind="chargeback", amount_minor__gt=0)
+                    | Q(kind="chargeback_reversal", amount_minor__lt=0)
                     | (Q(kind="adjustment") & ~Q(amount_minor=0))
                 ),
                 name="ledger_entry_sign_matches_kind",
             ),
             models.CheckConstraint(
-                condition=Q(kind__in=["payment", "refund"], payment__isnull=False)
+                condition=Q(kind__in=["payment", "refund", "chargeback", "chargeback_reversal"], payment__isnull=False)
                 | Q(kind__in=["charge", "adjustment"]),
                 name="ledger_payment_entries_name_payment",
             ),
             # A payment is credited to the ledger at most once, whatever races.
             models.UniqueConstraint(
                 fields=["payment"], condition=Q(kind="payment"), name="ledger_one_credit_per_payment"
+            ),
+            # A refund is debited at most once, whether the processor's answer or its webhook comes first.
+            models.UniqueConstraint(fields=["refund"], condition=Q(kind="refund"), name="ledger_one_entry_per_refund"),
+            models.CheckConstraint(
+                condition=Q(kind="refund", refund__isnull=False) | ~Q(kind="refund"),
+                name="ledger_refund_entries_name_refund",
+            ),
+            # Funds withdrawn and reinstated are each recorded at most once per dispute.
+            models.CheckConstraint(
+                condition=Q(
+                    kind__in=["chargeback", "chargeback_reversal"], dispute__isnull=False, payment__isnull=False
+                )
+                | ~Q(kind__in=["chargeback", "chargeback_reversal"]),
+                name="ledger_chargeback_entries_name_dispute",
+            ),
+            models.UniqueConstraint(
+                fields=["dispute", "kind"],
+                condition=Q(kind__in=["chargeback", "chargeback_reversal"]),
+                name="ledger_one_entry_per_dispute_movement",
             ),
         ]
 
@@ -332,3 +361,9 @@ class ProcessorEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.event_id
+
+
+# Refunds, their policy and disputes live in their own modules; imported here so Django
+# registers them with the billing app.
+from billing.dispute_models import Dispute  # noqa: E402, F401
+from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401

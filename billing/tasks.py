@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from billing.services.refunds import refunds_settle_stuck_for_tenant
 from billing.services.sweep import payments_settle_stuck_for_tenant
 from portal.models import Tenant
 
@@ -14,4 +15,13 @@ def payments_settle_stuck() -> int:
     total = 0
     for tenant in Tenant.objects.filter(is_active=True):
         total += payments_settle_stuck_for_tenant(tenant=tenant)
+    return total
+
+
+@shared_task(name="billing.tasks.refunds_settle_stuck")
+def refunds_settle_stuck() -> int:
+    """Beat: finish every active clinic's refunds still processing (billing.services.refunds)."""
+    total = 0
+    for tenant in Tenant.objects.filter(is_active=True):
+        total += refunds_settle_stuck_for_tenant(tenant=tenant)
     return total

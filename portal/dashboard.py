@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from billing.models import Payment, PaymentStatus
+from billing.services.disputes import disputes_open_count
 from portal.models import Tenant
 from portal.money import Money
 from security.permissions import require_permission
@@ -48,6 +49,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {}
     if "payments.view" in permissions:
         context["payments_today"] = payments_today(tenant)
+    if "disputes.manage" in permissions:
+        context["disputes_open"] = disputes_open_count(tenant=tenant)
     if "staff.manage" in permissions:
         context["team"] = team_summary(tenant=tenant)
     return render(request, "portal/dashboard.html", context)

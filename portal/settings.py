@@ -181,6 +181,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.payments_settle_stuck",
         "schedule": env_int("SETTLE_STUCK_PAYMENT_SWEEP_SECONDS", 300, minimum=10),
     },
+    "settle-stuck-refunds": {
+        "task": "billing.tasks.refunds_settle_stuck",
+        "schedule": env_int("SETTLE_STUCK_REFUND_SWEEP_SECONDS", 300, minimum=10),
+    },
 }
 
 # --- Auth, passwords, sessions, cookies -------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
+from billing.views import staff_refunds
 from portal import dashboard
 from security import auth_views, recovery_views
 
@@ -27,6 +28,14 @@ urlpatterns = [
     # <token> is the link's token, or recovery_views.RESET_PLACEHOLDER once opened.
     path("password/reset/<str:token>/", recovery_views.password_reset, name="password-reset"),
     path("payments/", billing_staff.payments, name="payments"),
+    path("payments/<uuid:payment_id>/", staff_refunds.payment_detail, name="payment"),
+    path("payments/<uuid:payment_id>/refund/", staff_refunds.refund_create, name="payment-refund"),
+    path("refunds/", staff_refunds.refund_queue, name="refunds"),
+    path("disputes/", staff_refunds.dispute_list, name="disputes"),
+    path("refunds/<uuid:refund_id>/approve/", staff_refunds.refund_approve_view, name="refund-approve"),
+    path("refunds/<uuid:refund_id>/reject/", staff_refunds.refund_reject_view, name="refund-reject"),
+    path("refunds/<uuid:refund_id>/receipt/", staff_refunds.refund_receipt, name="refund-receipt"),
+    path("refunds/<uuid:refund_id>/receipt.pdf", staff_refunds.refund_receipt_pdf_view, name="refund-receipt-pdf"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
 ]

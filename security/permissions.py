@@ -34,15 +34,28 @@ PERMISSIONS: dict[str, str] = {
     "keys.rotate": "See the clinic's data keys and rotations, and start a key rotation",
     "staff.manage": "Invite staff, change roles, deactivate, reset MFA and unlock accounts",
     "platform.break_glass": "Start and end emergency access to a clinic (platform operators)",
+    "refunds.request": "Refund a payment (alone up to the role's limit; above it a second person approves)",
+    "refunds.approve": "Approve or reject other people's refund requests",
+    "disputes.manage": "See the clinic's disputes and their evidence due dates",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PATIENT: frozenset(),
-    Role.FRONT_DESK: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view"},
-    Role.BILLING_MANAGER: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view"},
-    Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "keys.rotate", "staff.manage"},
+    Role.FRONT_DESK: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "refunds.request"},
+    Role.BILLING_MANAGER: _EVERY_STAFF_MEMBER
+    | {"payments.view", "patients.view", "refunds.request", "refunds.approve", "disputes.manage"},
+    Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER
+    | {
+        "payments.view",
+        "patients.view",
+        "keys.rotate",
+        "staff.manage",
+        "refunds.request",
+        "refunds.approve",
+        "disputes.manage",
+    },
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
 

@@ -2,10 +2,12 @@
 
 from billing.processor.base import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
     Processor,
     ProcessorError,
     ProcessorUnavailable,
+    RefundSnapshot,
     SetupSnapshot,
     WebhookEvent,
     WebhookRejected,
@@ -14,10 +16,12 @@ from billing.processor.registry import get_processor, set_processor_factory
 
 __all__ = [
     "CardDeclined",
+    "DisputeSnapshot",
     "IntentSnapshot",
     "Processor",
     "ProcessorError",
     "ProcessorUnavailable",
+    "RefundSnapshot",
     "SetupSnapshot",
     "WebhookEvent",
     "WebhookRejected",

@@ -66,6 +66,35 @@ class IntentSnapshot:
 
 
 @dataclass(frozen=True)
+class RefundSnapshot:
+    """The processor's current view of one refund."""
+
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+    currency: str  # upper case ISO 4217
+    payment_intent_id: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    failure_reason: str = ""
+
+
+@dataclass(frozen=True)
+class DisputeSnapshot:
+    """The processor's current view of one dispute (chargeback)."""
+
+    id: str
+    status: str  # warning_needs_response | needs_response | under_review | won | lost | ...
+    amount: int
+    currency: str  # upper case ISO 4217
+    payment_intent_id: str
+    reason: str = ""
+    evidence_due_by: int | None = None  # Unix time
+    # Net amounts the dispute moved at the processor, in order: negative when
+    # funds were withdrawn, positive when reinstated.
+    balance_movements: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class WebhookEvent:
     id: str
     type: str
@@ -103,5 +132,16 @@ class Processor(Protocol):
     def capture_payment(self, payment_intent_id: str, *, idempotency_key: str) -> IntentSnapshot: ...
 
     def cancel_payment(self, payment_intent_id: str, *, idempotency_key: str) -> IntentSnapshot: ...
+
+    def create_refund(
+        self, *, payment_intent_id: str, amount: int, metadata: Mapping[str, str], idempotency_key: str
+    ) -> RefundSnapshot:
+        """Refund `amount` of a succeeded PaymentIntent. Raises ProcessorError when
+        refused, ProcessorUnavailable when the processor cannot be reached."""
+        ...
+
+    def retrieve_refund(self, refund_id: str) -> RefundSnapshot: ...
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot: ...
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent: ...

@@ -17,9 +17,11 @@ from django.conf import settings
 
 from billing.processor.base import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
     ProcessorError,
     ProcessorUnavailable,
+    RefundSnapshot,
     SetupSnapshot,
     WebhookEvent,
     WebhookRejected,
@@ -77,6 +79,43 @@ def _setup_snapshot(obj: Any) -> SetupSnapshot:
         client_secret=data.get("client_secret") or "",
         payment_method_id=method.get("id") if isinstance(method, Mapping) else method,
         metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def refund_snapshot_from_dict(data: Mapping[str, Any]) -> RefundSnapshot:
+    """Reduce a Stripe Refund object to the facts the refund services use."""
+    intent = data.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+    return RefundSnapshot(
+        id=str(data["id"]),
+        status=str(data.get("status") or "pending"),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        payment_intent_id=str(intent_id or ""),
+        metadata=dict(data.get("metadata") or {}),
+        failure_reason=str(data.get("failure_reason") or ""),
+    )
+
+
+def dispute_snapshot_from_dict(data: Mapping[str, Any]) -> DisputeSnapshot:
+    """Reduce a Stripe Dispute object to the facts the dispute services use."""
+    intent = data.get("payment_intent")
+    intent_id = intent.get("id") if isinstance(intent, Mapping) else intent
+    evidence = data.get("evidence_details") or {}
+    movements = []
+    for txn in data.get("balance_transactions") or []:
+        if isinstance(txn, Mapping):
+            # Stripe reports the gross amount moved; a fee is separate (reconciliation counts it).
+            movements.append(int(txn.get("amount", 0)))
+    return DisputeSnapshot(
+        id=str(data["id"]),
+        status=str(data.get("status") or ""),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        payment_intent_id=str(intent_id or ""),
+        reason=str(data.get("reason") or ""),
+        evidence_due_by=evidence.get("due_by"),
+        balance_movements=tuple(movements),
     )
 
 
@@ -162,6 +201,27 @@ class StripeProcessor:
             self._client.v1.payment_intents.cancel, payment_intent_id, options={"idempotency_key": idempotency_key}
         )
         return self.retrieve_payment(payment_intent_id)
+
+    def create_refund(
+        self, *, payment_intent_id: str, amount: int, metadata: Mapping[str, str], idempotency_key: str
+    ) -> RefundSnapshot:
+        # Stripe's `reason` takes only its own three codes; ours stays on our side.
+        obj = self._call(
+            self._client.v1.refunds.create,
+            params={"payment_intent": payment_intent_id, "amount": amount, "metadata": dict(metadata)},
+            options={"idempotency_key": idempotency_key},
+        )
+        data = _as_dict(obj)
+        if not data.get("payment_intent"):
+            # localstripe leaves payment_intent empty when it was given one; we know it.
+            data = {**data, "payment_intent": payment_intent_id}
+        return refund_snapshot_from_dict(data)
+
+    def retrieve_refund(self, refund_id: str) -> RefundSnapshot:
+        return refund_snapshot_from_dict(_as_dict(self._call(self._client.v1.refunds.retrieve, refund_id)))
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot:
+        return dispute_snapshot_from_dict(_as_dict(self._call(self._client.v1.disputes.retrieve, dispute_id)))
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent:
         """Verify the Stripe-Signature on the raw body, then parse it."""

@@ -17,7 +17,9 @@ from django.db import IntegrityError, transaction
 from audit.recorder import audit_record
 from billing.models import Payment, ProcessorAccount, ProcessorEvent
 from billing.processor import ProcessorUnavailable, WebhookEvent, WebhookRejected, get_processor
+from billing.services.disputes import dispute_apply
 from billing.services.payments import IntentMismatch, payment_apply_intent, payment_sync
+from billing.services.refunds import refund_apply, refund_for_processor_object
 from portal.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,11 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
     if ProcessorEvent.objects.filter(tenant=tenant, event_id=event.id).exists():
         return WebhookResult("duplicate")
 
+    if event.object_type == "refund":
+        return _refund_event(tenant, event)
+    if event.object_type == "dispute":
+        return _dispute_event(tenant, event)
+
     payment = _payment_for(tenant, event) if event.object_type == "payment_intent" else None
     if payment is None:
         try:
@@ -104,3 +111,38 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
     if payment.status == "requires_capture":
         payment_sync(payment=payment, intent=intent, processor=processor, source="webhook")
     return WebhookResult("applied")
+
+
+def _refund_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
+    """refund.created / refund.updated / refund.failed: apply the refund as the processor holds it now."""
+    try:
+        snapshot = get_processor(tenant).retrieve_refund(event.object_id)
+    except ProcessorUnavailable:
+        raise WebhookRetryLater from None
+    refund = refund_for_processor_object(tenant=tenant, snapshot=snapshot)
+    try:
+        with transaction.atomic():
+            if refund is None:
+                _record(tenant, event, None, "ignored")
+                return WebhookResult("ignored")
+            _record(tenant, event, refund.payment, "applied")
+            refund_apply(refund_id=refund.pk, snapshot=snapshot, source="webhook")
+    except IntegrityError:
+        return WebhookResult("duplicate")
+    return WebhookResult("applied")
+
+
+def _dispute_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
+    """charge.dispute.*: apply the dispute as the processor holds it now."""
+    try:
+        snapshot = get_processor(tenant).retrieve_dispute(event.object_id)
+    except ProcessorUnavailable:
+        raise WebhookRetryLater from None
+    try:
+        with transaction.atomic():
+            dispute = dispute_apply(tenant=tenant, snapshot=snapshot)
+            payment = dispute.payment if dispute is not None else None
+            _record(tenant, event, payment, "applied" if dispute is not None else "ignored")
+    except IntegrityError:
+        return WebhookResult("duplicate")
+    return WebhookResult("applied" if dispute is not None else "ignored")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from django.core.paginator import Page, Paginator
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_http_methods
@@ -83,6 +84,7 @@ def payments(request: HttpRequest) -> HttpResponse:
     rows = list(
         Payment.objects.filter(tenant=tenant)
         .select_related("statement", "patient")
+        .annotate(dispute_count=Count("disputes"))
         .order_by("-created_at")[:PAYMENTS_PAGE_SIZE]
     )
     audit_record(

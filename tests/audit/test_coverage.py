@@ -377,3 +377,152 @@ def test_each_action_is_emitted_once_by_its_act(
     before = AuditEvent.objects.filter(action=action).count()
     func(clinic_a, **kwargs)
     assert AuditEvent.objects.filter(action=action).count() - before == 1
+
+
+# --- Refunds (billing.services.refunds) ---------------------------------------------------------------
+
+
+def _paid_payment(clinic):
+    from tests.billing.test_refunds import paid
+
+    return paid(clinic)
+
+
+def _refund_scripted():
+    fake = FakeProcessor()
+    set_processor_factory(lambda tenant, account: fake)
+    return fake
+
+
+@scenario("payment.viewed")
+def _payment_viewed(clinic) -> None:
+    payment = _paid_payment(clinic)
+    client = clinic.client_as("front_desk")
+    assert client.get(reverse("staff:payment", kwargs={"payment_id": payment.public_id})).status_code == 200
+
+
+@scenario("refund.requested")
+def _refund_requested(clinic) -> None:
+    payment = _paid_payment(clinic)
+    url = reverse("staff:payment-refund", kwargs={"payment_id": payment.public_id})
+    assert clinic.client_as("front_desk").post(url, {"amount": "5.00", "reason": "overpayment"}).status_code == 302
+
+
+def _pending_refund(clinic):
+    from billing.refund_models import Refund
+
+    _refund_requested(clinic)
+    with tenant_scope(clinic.tenant):
+        return Refund.objects.get()
+
+
+@scenario("refund.approved")
+def _refund_approved(clinic, capture) -> None:
+    _refund_scripted()
+    try:
+        refund = _pending_refund(clinic)
+        with capture(execute=True):
+            url = reverse("staff:refund-approve", kwargs={"refund_id": refund.public_id})
+            assert clinic.client_as("billing_manager").post(url).status_code == 302
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("refund.succeeded")
+def _refund_succeeded(clinic, capture) -> None:
+    _refund_approved(clinic, capture)
+
+
+@scenario("refund.failed")
+def _refund_failed(clinic, capture) -> None:
+    fake = _refund_scripted()
+    fake.refund_outcome = "fail"
+    try:
+        refund = _pending_refund(clinic)
+        with capture(execute=True):
+            url = reverse("staff:refund-approve", kwargs={"refund_id": refund.public_id})
+            assert clinic.client_as("billing_manager").post(url).status_code == 302
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("refund.rejected")
+def _refund_rejected(clinic) -> None:
+    refund = _pending_refund(clinic)
+    url = reverse("staff:refund-reject", kwargs={"refund_id": refund.public_id})
+    assert clinic.client_as("billing_manager").post(url, {"reason": "Not a duplicate"}).status_code == 302
+
+
+@scenario("refund.queue_viewed")
+def _refund_queue_viewed(clinic) -> None:
+    assert clinic.client_as("billing_manager").get(reverse("staff:refunds")).status_code == 200
+
+
+# --- Disputes (billing.services.disputes) --------------------------------------------------------------
+
+
+def _dispute_delivered(clinic, fake, dispute_id, event_id, event_type):
+    from tests.billing.test_disputes import deliver
+
+    assert deliver(clinic, dispute_id, event_id, event_type).status_code == 200
+
+
+def _disputed_payment(clinic):
+    fake = _refund_scripted()
+    payment = _paid_payment(clinic)
+    snapshot = fake.open_dispute(payment.processor_payment_intent_id, payment.amount_minor)
+    _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_open", "charge.dispute.created")
+    return fake, snapshot
+
+
+@scenario("dispute.opened")
+def _dispute_opened(clinic) -> None:
+    try:
+        _disputed_payment(clinic)
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.updated")
+def _dispute_updated(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="under_review")
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_update", "charge.dispute.updated")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.closed")
+def _dispute_closed(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="lost")
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_close", "charge.dispute.closed")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.funds_withdrawn")
+def _dispute_funds_withdrawn(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, balance_movements=(-snapshot.amount,))
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_withdrawn", "charge.dispute.funds_withdrawn")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.funds_reinstated")
+def _dispute_funds_reinstated(clinic) -> None:
+    try:
+        fake, snapshot = _disputed_payment(clinic)
+        fake.set_dispute(snapshot.id, status="won", balance_movements=(-snapshot.amount, snapshot.amount))
+        _dispute_delivered(clinic, fake, snapshot.id, "evt_cov_reinstated", "charge.dispute.funds_reinstated")
+    finally:
+        set_processor_factory(None)
+
+
+@scenario("dispute.list_viewed")
+def _dispute_list_viewed(clinic) -> None:
+    assert clinic.client_as("billing_manager").get(reverse("staff:disputes")).status_code == 200

@@ -12,8 +12,11 @@ from typing import Any
 
 from billing.processor import (
     CardDeclined,
+    DisputeSnapshot,
     IntentSnapshot,
+    ProcessorError,
     ProcessorUnavailable,
+    RefundSnapshot,
     SetupSnapshot,
     WebhookEvent,
 )
@@ -30,6 +33,11 @@ class FakeProcessor:
     create_delay: float = 0.0
     setup_unavailable: bool = False
     retrieve_unavailable: bool = False
+    # What the next create_refund does: "succeed", "pending", "fail", "refuse", "unavailable".
+    refund_outcome: str = "succeed"
+    refund_delay: float = 0.0
+    refunds: dict[str, RefundSnapshot] = field(default_factory=dict)
+    disputes: dict[str, DisputeSnapshot] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     intents: dict[str, IntentSnapshot] = field(default_factory=dict)
     setups: dict[str, SetupSnapshot] = field(default_factory=dict)
@@ -137,6 +145,75 @@ class FakeProcessor:
     def cancel_payment(self, payment_intent_id: str, *, idempotency_key: str) -> IntentSnapshot:
         self.calls.append(("cancel_payment", {"id": payment_intent_id, "idempotency_key": idempotency_key}))
         return self.set_intent_status(payment_intent_id, "canceled")
+
+    # --- Refunds ------------------------------------------------------------
+    def create_refund(
+        self, *, payment_intent_id: str, amount: int, metadata: Mapping[str, str], idempotency_key: str
+    ) -> RefundSnapshot:
+        params = {
+            "payment_intent_id": payment_intent_id,
+            "amount": amount,
+            "metadata": dict(metadata),
+            "idempotency_key": idempotency_key,
+        }
+        self.calls.append(("create_refund", params))
+        if self.refund_delay:
+            time.sleep(self.refund_delay)
+        if self.refund_outcome == "unavailable":
+            raise ProcessorUnavailable("timeout")
+        if self.refund_outcome == "refuse":
+            raise ProcessorError("InvalidRequestError: charge_already_refunded")
+        with self._lock:
+            # The processor dedupes on the idempotency key, as Stripe does.
+            for existing in self.refunds.values():
+                if existing.metadata.get("idempotency_key") == idempotency_key:
+                    return existing
+        status = {"succeed": "succeeded", "pending": "pending", "fail": "failed"}[self.refund_outcome]
+        refund = RefundSnapshot(
+            id=self._next_id("re"),
+            status=status,
+            amount=amount,
+            currency=self.intents[payment_intent_id].currency if payment_intent_id in self.intents else "USD",
+            payment_intent_id=payment_intent_id,
+            metadata={**dict(metadata), "idempotency_key": idempotency_key},
+            failure_reason="expired_or_canceled_card" if status == "failed" else "",
+        )
+        self.refunds[refund.id] = refund
+        return refund
+
+    def set_refund_status(self, refund_id: str, status: str, **changes: Any) -> RefundSnapshot:
+        self.refunds[refund_id] = replace(self.refunds[refund_id], status=status, **changes)
+        return self.refunds[refund_id]
+
+    def retrieve_refund(self, refund_id: str) -> RefundSnapshot:
+        self.calls.append(("retrieve_refund", {"id": refund_id}))
+        if self.retrieve_unavailable:
+            raise ProcessorUnavailable("down")
+        return self.refunds[refund_id]
+
+    # --- Disputes (raised by the card network; tests script them) ------------
+    def open_dispute(self, payment_intent_id: str, amount: int, **changes: Any) -> DisputeSnapshot:
+        dispute = DisputeSnapshot(
+            id=self._next_id("dp"),
+            status="needs_response",
+            amount=amount,
+            currency="USD",
+            payment_intent_id=payment_intent_id,
+            reason="fraudulent",
+            evidence_due_by=int(time.time()) + 7 * 86_400,
+        )
+        self.disputes[dispute.id] = replace(dispute, **changes)
+        return self.disputes[dispute.id]
+
+    def set_dispute(self, dispute_id: str, **changes: Any) -> DisputeSnapshot:
+        self.disputes[dispute_id] = replace(self.disputes[dispute_id], **changes)
+        return self.disputes[dispute_id]
+
+    def retrieve_dispute(self, dispute_id: str) -> DisputeSnapshot:
+        self.calls.append(("retrieve_dispute", {"id": dispute_id}))
+        if self.retrieve_unavailable:
+            raise ProcessorUnavailable("down")
+        return self.disputes[dispute_id]
 
     def parse_webhook(self, *, payload: bytes, signature_header: str, secret: str) -> WebhookEvent:
         real = StripeProcessor.__new__(StripeProcessor)

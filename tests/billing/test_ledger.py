@@ -140,6 +140,32 @@ def test_payment_and_refund_entries_must_name_their_payment(clinic_a, kind, amou
         _entry(clinic_a, kind, amount_minor)
 
 
+def _refund(clinic, payment, amount_minor):
+    from billing.refund_models import Refund, RefundReason, RefundStatus
+
+    return Refund.objects.create(
+        tenant=clinic.tenant,
+        payment=payment,
+        amount_minor=amount_minor,
+        currency=payment.currency,
+        reason=RefundReason.OVERPAYMENT,
+        status=RefundStatus.SUCCEEDED,
+        requested_by=clinic.user("billing_manager"),
+        requested_role="billing_manager",
+    )
+
+
+def test_a_refund_entry_names_its_refund_and_is_written_once(clinic_a):
+    with tenant_scope(clinic_a.tenant):
+        payment = _succeeded_payment(clinic_a, 2_500)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            _entry(clinic_a, EntryKind.REFUND, 1_000, payment=payment)
+        refund = _refund(clinic_a, payment, 1_000)
+        _entry(clinic_a, EntryKind.REFUND, 1_000, payment=payment, refund=refund)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            _entry(clinic_a, EntryKind.REFUND, 1_000, payment=payment, refund=refund)
+
+
 def test_a_payment_is_credited_at_most_once(clinic_a):
     with tenant_scope(clinic_a.tenant):
         payment = _succeeded_payment(clinic_a, 2_500)
@@ -159,7 +185,7 @@ def test_balance_is_the_sum_of_entries(clinic_a):
         _entry(clinic_a, EntryKind.ADJUSTMENT, -1_500)
         payment = _succeeded_payment(clinic_a, 4_000)
         ledger_credit_payment(payment=payment, memo="Card payment")
-        _entry(clinic_a, EntryKind.REFUND, 1_000, payment=payment)
+        _entry(clinic_a, EntryKind.REFUND, 1_000, payment=payment, refund=_refund(clinic_a, payment, 1_000))
 
         entries = list(LedgerEntry.objects.filter(statement=statement).values_list("amount_minor", flat=True))
         assert sorted(entries) == [-4_000, -1_500, 1_000, 12_500]

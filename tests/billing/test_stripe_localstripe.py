@@ -167,3 +167,25 @@ def test_checkout_and_localstripe_webhook_end_to_end(stripe_api, make_bill, live
     with tenant_scope(bill.tenant):
         assert events[0].outcome == "applied"
         assert LedgerEntry.objects.filter(kind=EntryKind.PAYMENT).count() == 1
+
+
+def test_a_partial_refund_through_the_real_library(stripe_api):
+    processor = _processor()
+    setup = processor.create_setup_intent(metadata={}, idempotency_key="k-refund-setup")
+    browser_confirm_setup(stripe_api, setup.client_secret, "4242424242424242")
+    method = processor.retrieve_setup_intent(setup.id).payment_method_id
+    assert method
+    intent = processor.create_payment(
+        amount=5_000,
+        currency="USD",
+        payment_method_id=method,
+        capture_method="automatic",
+        metadata={},
+        idempotency_key="k-refund-pay",
+    )
+    refund = processor.create_refund(
+        payment_intent_id=intent.id, amount=1_250, metadata={"settle_refund": "r1"}, idempotency_key="k-refund-1"
+    )
+    assert (refund.status, refund.amount, refund.currency) == ("succeeded", 1_250, "USD")
+    assert refund.payment_intent_id == intent.id and refund.metadata == {"settle_refund": "r1"}
+    assert processor.retrieve_refund(refund.id).id == refund.id

@@ -274,6 +274,29 @@ def _reset_token(clinic: Clinic) -> object:
     return token
 
 
+def _refund(clinic: Clinic) -> object:
+    """A succeeded refund of a succeeded payment of the clinic (its receipt exists)."""
+    from billing.models import Payment
+    from billing.refund_models import Refund, RefundReason, RefundStatus
+
+    payment = _object(clinic, "payment_id")
+    assert isinstance(payment, Payment)
+    with tenant_scope(clinic.tenant):
+        return Refund.objects.create(
+            tenant=clinic.tenant,
+            payment=payment,
+            amount_minor=100,
+            currency=payment.currency,
+            reason=RefundReason.OVERPAYMENT,
+            status=RefundStatus.SUCCEEDED,
+            requested_by=clinic.user(Role.BILLING_MANAGER),
+            requested_role=Role.BILLING_MANAGER.value,
+            succeeded_at=timezone.now(),
+            receipt_number=f"RF-{secrets.token_hex(4).upper()}",
+            processor_refund_id=f"re_sample_{secrets.token_hex(4)}",
+        )
+
+
 def _grant(clinic: Clinic) -> object:
     """The live break-glass grant of the responder (the break_glass persona) at the clinic."""
     from security.models import BreakGlassGrant
@@ -303,6 +326,7 @@ _OBJECTS: dict[str, Sample] = {
     "membership_id": _membership,
     "invitation_id": _invitation,
     "grant_id": _grant,
+    "refund_id": _refund,
 }
 
 # URL kwarg name -> the value of that kwarg for one clinic.
