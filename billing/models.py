@@ -79,7 +79,7 @@ class Statement(TenantOwnedModel):
     # printed on paper: encrypted, and looked up through `number_index`.
     number = EncryptedTextField(max_length=32)
     # Keyed blind index of `number` normalised for look-ups: no spaces, dashes,
-    # slashes or dots (billing.services.statements.normalize_statement_number).
+    # slashes or dots (security.crypto.normalize.normalize_statement_number).
     number_index = BlindIndexField(sources=("number",), normalizers=("statement_number",))
     statement_date = models.DateField()
     due_date = models.DateField()
