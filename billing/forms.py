@@ -34,19 +34,22 @@ class PaymentSubmitForm(forms.Form):
 
 
 class PatientSearchForm(forms.Form):
-    """The staff patient search: one box for any exact key, and an optional date of birth."""
+    """The staff patient search: one box for any exact key, a date of birth, or both."""
 
     q = forms.CharField(
-        label="Last name, full name, account number, email or phone",
+        label="Name, account or statement number, email or phone",
         max_length=254,
         required=False,
         widget=forms.TextInput(attrs={"type": "search", "autocomplete": "off", "spellcheck": "false"}),
     )
     date_of_birth = forms.CharField(
-        label="Date of birth (optional)",
+        label="Date of birth",
         max_length=32,
         required=False,
-        help_text="Any usual form: 03/14/1985, 1985-03-14, 14 Mar 1985.",
+        help_text=(
+            "Narrows a name search, or on its own lists the patients born that day. "
+            "Any usual form: 03/14/1985, 1985-03-14, 14 Mar 1985."
+        ),
         widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric"}),
     )
 
@@ -61,6 +64,8 @@ class PatientSearchForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        if cleaned.get("date_of_birth") and not cleaned.get("q", "").strip():
-            raise forms.ValidationError("Enter a last name, account number, email or phone with the date of birth.")
+        if not self.errors and not cleaned.get("q", "").strip() and not cleaned.get("date_of_birth"):
+            raise forms.ValidationError(
+                "Enter a name, account or statement number, email or phone, or a date of birth."
+            )
         return cleaned

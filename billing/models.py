@@ -38,6 +38,11 @@ class Patient(TenantOwnedModel):
     last_name_index = BlindIndexField(sources=("last_name",), normalizers=("text",))
     email_index = BlindIndexField(sources=("email",), normalizers=("email",))
     phone_index = BlindIndexField(sources=("phone",), normalizers=("phone",))
+    # What front desks also type (billing.services.patient_search): a first name,
+    # with or without the date of birth, or the date of birth alone.
+    first_name_index = BlindIndexField(sources=("first_name",), normalizers=("text",))
+    first_name_dob_index = BlindIndexField(sources=("first_name", "date_of_birth"), normalizers=("text", "date"))
+    date_of_birth_index = BlindIndexField(sources=("date_of_birth",), normalizers=("date",))
     # What patient lists show, sealed as one value: a list opens one ciphertext
     # per row instead of five (docs/decisions/0005). Rewritten on every save.
     listing = EncryptedProjectionField(sources=("first_name", "last_name", "date_of_birth", "account_number", "phone"))
@@ -79,7 +84,7 @@ class Statement(TenantOwnedModel):
     # printed on paper: encrypted, and looked up through `number_index`.
     number = EncryptedTextField(max_length=32)
     # Keyed blind index of `number` normalised for look-ups: no spaces, dashes,
-    # slashes or dots (billing.services.statements.normalize_statement_number).
+    # slashes or dots (security.crypto.normalize.normalize_statement_number).
     number_index = BlindIndexField(sources=("number",), normalizers=("statement_number",))
     statement_date = models.DateField()
     due_date = models.DateField()

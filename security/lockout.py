@@ -1,11 +1,13 @@
-"""Lockout of guest statement look-ups, per key (client IP, statement).
+"""Lockout counters, per key (a statement, an address at a clinic).
 
-The same policy as staff sign-in (django-axes, security.login_lockout):
+By default the policy of staff sign-in (django-axes, security.login_lockout):
 SETTLE_LOCKOUT_FAILURES failures within SETTLE_LOCKOUT_MINUTES lock the key
-for SETTLE_LOCKOUT_MINUTES. Guests have no account for axes to count
-against, so look-ups keep their own counters, keyed by a keyed hash so no
-statement number or address is stored in clear. Counters live in the
-database so every web process sees the same state.
+for SETTLE_LOCKOUT_MINUTES. Guest statement look-ups pass their clinic's own
+threshold and duration (security.lookup_policy, within the same bounds).
+Guests have no account for axes to count against, so look-ups keep their own
+counters, keyed by a keyed hash so no statement number or address is stored
+in clear. Counters live in the database so every web process sees the same
+state.
 """
 
 from __future__ import annotations
@@ -41,22 +43,25 @@ def any_locked(keys: list[str]) -> bool:
     return LockoutCounter.objects.filter(key__in=keys, locked_until__gt=now).exists()
 
 
-def record_failure(key: str) -> bool:
-    """Count a failure; returns True when the key is now locked."""
+def record_failure(key: str, *, threshold: int = LOCKOUT_THRESHOLD, duration: timedelta = LOCKOUT_DURATION) -> bool:
+    """Count a failure; returns True when the key is now locked.
+
+    `threshold` failures within `duration` lock the key for `duration`.
+    """
     now = timezone.now()
     with transaction.atomic():
         counter, created = LockoutCounter.objects.select_for_update().get_or_create(
             key=key, defaults={"failures": 0, "first_failure_at": now}
         )
         expired_lock = counter.locked_until is not None and counter.locked_until <= now
-        stale_window = counter.first_failure_at + LOCKOUT_WINDOW <= now and counter.locked_until is None
+        stale_window = counter.first_failure_at + duration <= now and counter.locked_until is None
         if expired_lock or stale_window:
             counter.failures = 0
             counter.first_failure_at = now
             counter.locked_until = None
         counter.failures += 1
-        if counter.failures >= LOCKOUT_THRESHOLD and counter.locked_until is None:
-            counter.locked_until = now + LOCKOUT_DURATION
+        if counter.failures >= threshold and counter.locked_until is None:
+            counter.locked_until = now + duration
         counter.save(update_fields=["failures", "first_failure_at", "locked_until"])
         return counter.locked_until is not None and counter.locked_until > now
 

@@ -1,9 +1,14 @@
 """Guest statement look-up: statement number + date of birth.
 
 One generic failure message whatever was wrong. Failures count toward a
-lockout of the statement number (at this clinic) and of the client IP
-(everywhere); either being locked refuses the look-up without checking it,
-so a locked attacker learns nothing more.
+lockout of the statement number and of the client address, both at this
+clinic; either being locked refuses the look-up without checking it, so a
+locked attacker learns nothing more. The thresholds and duration are the
+clinic's (security.lookup_policy, within SECURITY.md's bounds): the
+per-statement counter bounds guessing a date of birth; the per-address one
+is higher and per clinic, because a kiosk or shared Wi-Fi is one address for
+many patients, and failures at one clinic must not lock out another's
+(decision 0006).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import datetime
 import hmac
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 
@@ -21,6 +27,7 @@ from billing.services.statements import normalize_statement_number
 from portal.models import Tenant
 from security import lockout, ratelimit
 from security.crypto.fields import blind_index_filter
+from security.lookup_policy import LookupLockoutPolicy
 
 # Look-ups per IP per minute before we slow down, independent of lockout.
 LOOKUP_RATE_PER_MINUTE = 20
@@ -31,7 +38,11 @@ class LookupFailed(Exception):
 
 
 class LookupLocked(Exception):
-    """Too many failures from this IP or for this statement number."""
+    """Too many failures from this address or for this statement number (at this clinic)."""
+
+    def __init__(self, *, minutes: int) -> None:
+        super().__init__("look-up locked")
+        self.minutes = minutes  # how long a lock lasts at this clinic (what the guest is told)
 
 
 class LookupRateLimited(Exception):
@@ -40,19 +51,29 @@ class LookupRateLimited(Exception):
 
 @dataclass(frozen=True)
 class LookupKeys:
-    ip: str
-    statement: str
+    rate: str  # the address, everywhere: the per-minute burst limit
+    ip: str  # the address at this clinic: the lockout
+    statement: str  # the statement number at this clinic: the lockout
 
     @property
-    def all(self) -> list[str]:
+    def lockout(self) -> list[str]:
         return [self.ip, self.statement]
 
 
 def _keys(*, tenant: Tenant, number: str, ip: str) -> LookupKeys:
     return LookupKeys(
-        ip=lockout.lockout_key("lookup-ip", ip),
+        rate=lockout.lockout_key("lookup-ip", ip),
+        ip=lockout.lockout_key("lookup-ip", str(tenant.pk), ip),
         statement=lockout.lockout_key("lookup-statement", str(tenant.pk), number),
     )
+
+
+def _record_failure(keys: LookupKeys, policy: LookupLockoutPolicy) -> bool:
+    """Count the failure against the address and the statement; True when either is now locked."""
+    duration = timedelta(minutes=policy.minutes)
+    ip_locked = lockout.record_failure(keys.ip, threshold=policy.ip_failures, duration=duration)
+    statement_locked = lockout.record_failure(keys.statement, threshold=policy.statement_failures, duration=duration)
+    return ip_locked or statement_locked
 
 
 def statement_lookup(
@@ -66,9 +87,11 @@ def statement_lookup(
     """
     normalized = normalize_statement_number(number)
     keys = _keys(tenant=tenant, number=normalized, ip=ip)
-    if not ratelimit.hit("lookup-ip", keys.ip, limit=LOOKUP_RATE_PER_MINUTE, window_seconds=60):
+    policy = LookupLockoutPolicy.for_tenant(tenant)
+    # The burst limit stays per address across clinics: it only ever delays a minute.
+    if not ratelimit.hit("lookup-ip", keys.rate, limit=LOOKUP_RATE_PER_MINUTE, window_seconds=60):
         raise LookupRateLimited
-    if lockout.any_locked(keys.all):
+    if lockout.any_locked(keys.lockout):
         with transaction.atomic():
             audit_record(
                 action="statement.lookup_locked",
@@ -77,7 +100,7 @@ def statement_lookup(
                 actor_role="guest",
                 request=request,  # type: ignore[arg-type]
             )
-        raise LookupLocked
+        raise LookupLocked(minutes=policy.minutes)
 
     # Through the keyed blind index of the normalised number (the number itself is encrypted).
     statement = (
@@ -93,9 +116,7 @@ def statement_lookup(
     matched = hmac.compare_digest(expected, date_of_birth.isoformat()) and statement is not None
 
     if not matched:
-        locked_now = False
-        for key in keys.all:
-            locked_now = lockout.record_failure(key) or locked_now
+        locked_now = _record_failure(keys, policy)
         with transaction.atomic():
             audit_record(
                 action="statement.lookup",
@@ -105,7 +126,9 @@ def statement_lookup(
                 request=request,  # type: ignore[arg-type]
                 details={"locked": locked_now},
             )
-        raise LookupLocked if locked_now else LookupFailed
+        if locked_now:
+            raise LookupLocked(minutes=policy.minutes)
+        raise LookupFailed
 
     assert statement is not None
     lockout.reset(keys.statement)

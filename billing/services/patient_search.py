@@ -5,9 +5,14 @@ at rest (security.crypto), so the database cannot compare or sort them. What
 it can do is match keyed blind indexes exactly, after the same normalisation
 the index was written with (case, spaces, date and phone formats). A search
 therefore reads what the person typed, decides which indexes it could be
-(an email, a phone number, an account number, a last name), and asks the
-database for rows whose index equals any of them. That is an indexed equality
-look-up: as fast as a plaintext search by the same key.
+(an email, a phone number, an account or statement number, a last or first
+name; a date of birth, alone or with a name), and asks the database for rows
+whose index equals any of them. That is an indexed equality look-up: as fast
+as a plaintext search by the same key.
+
+A date of birth alone is not selective (a clinic has many patients born on
+one day), so it lists at most MAX_DATE_OF_BIRTH_MATCHES and says when more
+matched.
 
 What it cannot do, by design: partial matches ("Lov" for "Lovelace") and
 ordering the whole table by name. Browsing lists patients newest first; the
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
-from billing.models import Patient
+from billing.models import Patient, Statement
 from portal.models import Tenant
 from security.crypto.fields import blind_index_filter
 from security.crypto.normalize import normalize_phone
@@ -36,8 +41,24 @@ from security.crypto.normalize import normalize_phone
 # the key is not selective (a very common last name) and the person should
 # add a date of birth.
 MAX_SEARCH_MATCHES = 500
+# A date of birth alone: a short list to pick from, or a prompt to add a name.
+MAX_DATE_OF_BIRTH_MATCHES = 50
 _PHONE_CHARACTERS = re.compile(r"[\d\s()+.\-]+")
 _MIN_PHONE_DIGITS = 7
+
+
+# What each kind of key is called on the page ("Searched by ...").
+KIND_LABELS = {
+    "email": "email",
+    "phone": "phone",
+    "account": "account number",
+    "statement": "statement number",
+    "name": "last name",
+    "name_dob": "last name and date of birth",
+    "first_name": "first name",
+    "first_name_dob": "first name and date of birth",
+    "date_of_birth": "date of birth",
+}
 
 
 @dataclass(frozen=True)
@@ -45,8 +66,23 @@ class PatientSearch:
     """The patients matching one search, ordered by name, and how they were found."""
 
     patients: list[Patient]
-    kinds: tuple[str, ...]  # which keys were tried: email, phone, account, name, name_dob
-    truncated: bool  # more than MAX_SEARCH_MATCHES matched; only the first are listed
+    kinds: tuple[str, ...]  # which keys were tried (KIND_LABELS)
+    truncated: bool  # more than `limit` matched; only the first are listed
+    limit: int = MAX_SEARCH_MATCHES
+
+    @property
+    def kind_labels(self) -> list[str]:
+        return [KIND_LABELS[kind] for kind in self.kinds]
+
+    @property
+    def kinds_text(self) -> str:
+        """The kinds tried, for a sentence: "account number, statement number or last name"."""
+        labels = self.kind_labels
+        return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
+
+    @property
+    def by_date_of_birth_only(self) -> bool:
+        return self.kinds == ("date_of_birth",)
 
 
 # What a patient list page reads of each row: its ids (links, audit), the order
@@ -93,9 +129,9 @@ def _by_name(patient: Patient) -> tuple[str, str, int]:
     return (listing.last_name.casefold(), listing.first_name.casefold(), patient.pk)
 
 
-def _matching(tenant: Tenant, condition: Q) -> list[Patient]:
+def _matching(tenant: Tenant, condition: Q, limit: int = MAX_SEARCH_MATCHES) -> list[Patient]:
     # The list columns only, as for browsing: the filters, the sort and the page read the listing.
-    return list(_list_rows(tenant).filter(condition).order_by("pk")[: MAX_SEARCH_MATCHES + 1])
+    return list(_list_rows(tenant).filter(condition).order_by("pk")[: limit + 1])
 
 
 def _index(tenant: Tenant, field_name: str, alternatives: list[tuple[object, ...]]) -> Q:
@@ -106,16 +142,38 @@ def _index(tenant: Tenant, field_name: str, alternatives: list[tuple[object, ...
     return condition
 
 
-def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | None) -> PatientSearch:
-    """Patients of `tenant` whose email, phone, account number or last name equals `text`.
+def _statement_number(tenant: Tenant, text: str) -> Q:
+    """Patients with a statement whose number (Statement.number_index) equals the text."""
+    statements = Statement.objects.filter(
+        blind_index_filter(tenant_id=tenant.pk, model=Statement, field_name="number_index", values=[text])
+    )
+    return Q(pk__in=statements.values("patient_id"))
 
-    `text` must not be empty (the form checks). With `date_of_birth`, names
-    are matched on the last name + date of birth index and every other kind
-    of match must also have that date of birth. "Ada Lovelace" finds last
-    name "Lovelace" with a first name starting "Ada" (and a last name that
-    is "Ada Lovelace" as a whole).
+
+def _by_date_of_birth(tenant: Tenant, date_of_birth: datetime.date) -> PatientSearch:
+    found = _matching(tenant, _index(tenant, "date_of_birth_index", [(date_of_birth,)]), MAX_DATE_OF_BIRTH_MATCHES)
+    truncated = len(found) > MAX_DATE_OF_BIRTH_MATCHES
+    found = found[:MAX_DATE_OF_BIRTH_MATCHES]
+    found.sort(key=_by_name)
+    return PatientSearch(patients=found, kinds=("date_of_birth",), truncated=truncated, limit=MAX_DATE_OF_BIRTH_MATCHES)
+
+
+def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | None) -> PatientSearch:
+    """Patients of `tenant` whose email, phone, account number, statement number, last or first name equals `text`.
+
+    `text` and `date_of_birth` must not both be empty (the form checks).
+    With `date_of_birth`, names are matched on the name + date of birth
+    indexes and every other kind of match must also have that date of birth;
+    without `text`, the date of birth alone lists at most
+    MAX_DATE_OF_BIRTH_MATCHES patients. "Ada Lovelace" finds last name
+    "Lovelace" with a first name starting "Ada" (and a last or first name
+    that is "Ada Lovelace" as a whole).
     """
     text = " ".join(text.split())
+    if not text:
+        if date_of_birth is None:
+            raise ValueError("a patient search needs a text or a date of birth")
+        return _by_date_of_birth(tenant, date_of_birth)
     kinds: list[str] = []
     keys = Q(pk__in=[])
     if "@" in text:
@@ -126,16 +184,20 @@ def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | 
         kinds.append("phone")
     keys |= _index(tenant, "account_number_index", [(text,)])
     kinds.append("account")
+    keys |= _statement_number(tenant, text)
+    kinds.append("statement")
     found = _matching(tenant, keys)
 
     if any(character.isalpha() for character in text):
         names = _name_candidates(text)
         if date_of_birth is not None:
             by_name = _matching(tenant, _index(tenant, "name_dob_index", [(name, date_of_birth) for name in names]))
-            kinds.append("name_dob")
+            by_first_name = _matching(tenant, _index(tenant, "first_name_dob_index", [(text, date_of_birth)]))
+            kinds += ["name_dob", "first_name_dob"]
         else:
             by_name = _matching(tenant, _index(tenant, "last_name_index", [(name,) for name in names]))
-            kinds.append("name")
+            by_first_name = _matching(tenant, _index(tenant, "first_name_index", [(text,)]))
+            kinds += ["name", "first_name"]
         first_name = _first_name_filter(text)
         if first_name:
             whole = text.casefold()
@@ -146,7 +208,10 @@ def patient_search(*, tenant: Tenant, text: str, date_of_birth: datetime.date | 
                 or patient.listing.last_name.casefold() == whole
             ]
         known = {patient.pk for patient in found}
-        found += [patient for patient in by_name if patient.pk not in known]
+        for patient in by_name + by_first_name:
+            if patient.pk not in known:
+                known.add(patient.pk)
+                found.append(patient)
 
     truncated = len(found) > MAX_SEARCH_MATCHES
     if date_of_birth is not None:

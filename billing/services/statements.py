@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import datetime
-import re
 
 from django.db import transaction
 
 from billing.models import EntryKind, LedgerEntry, Patient, Statement
 from portal.models import Tenant
 
-_NOT_STATEMENT_CHARS = re.compile(r"[\s\-_/.]")
+# The normaliser of Statement.number_index lives with the other blind-index
+# normalisers (security sits below billing); re-exported for billing's callers.
+from security.crypto.normalize import normalize_statement_number
 
-
-def normalize_statement_number(raw: str) -> str:
-    """Upper case without spaces, dashes, slashes or dots: 'st-1004 2' -> 'ST10042'."""
-    return _NOT_STATEMENT_CHARS.sub("", raw or "").upper()
+__all__ = ["normalize_statement_number", "patient_create", "statement_issue"]
 
 
 def patient_create(

@@ -40,10 +40,18 @@ LOOKUP_FAILED_MESSAGE = (
     "We could not find a statement with those details. Check the statement number and the patient's "
     "date of birth exactly as they appear on your statement."
 )
-LOOKUP_LOCKED_MESSAGE = (
-    "For your security, statement look-ups are paused for 30 minutes after too many unsuccessful tries. "
-    "You can also call the clinic to pay."
-)
+
+
+def lookup_locked_message(minutes: int) -> str:
+    """What a guest is told when look-ups are locked: how long, as the clinic set it."""
+    span = f"{minutes // 60} hour{'s' if minutes // 60 != 1 else ''}" if minutes % 60 == 0 else f"{minutes} minutes"
+    return (
+        f"For your security, statement look-ups are paused for {span} after too many unsuccessful tries. "
+        "You can also call the clinic to pay."
+    )
+
+
+LOOKUP_LOCKED_MESSAGE = lookup_locked_message(30)
 LOOKUP_RATE_MESSAGE = "Too many look-ups in a short time. Please wait a minute and try again."
 
 
@@ -68,8 +76,8 @@ def landing(request: HttpRequest) -> HttpResponse:
                 ip=client_ip(request),
                 request=request,
             )
-        except LookupLocked:
-            error, status = LOOKUP_LOCKED_MESSAGE, 429
+        except LookupLocked as locked:
+            error, status = lookup_locked_message(locked.minutes), 429
         except LookupRateLimited:
             error, status = LOOKUP_RATE_MESSAGE, 429
         except LookupFailed:

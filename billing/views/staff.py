@@ -46,9 +46,9 @@ def patients(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and not form.is_valid():
         return render(request, "billing/staff/patients.html", context)
     text = form.cleaned_data.get("q", "").strip() if form.is_bound else ""
+    date_of_birth = form.cleaned_data.get("date_of_birth") if form.is_bound else None
     details: dict[str, object]
-    if text:
-        date_of_birth = form.cleaned_data.get("date_of_birth")
+    if text or date_of_birth:
         search = patient_search(tenant=tenant, text=text, date_of_birth=date_of_birth)
         page = Paginator(search.patients, PATIENTS_PAGE_SIZE).get_page(request.POST.get("page"))
         action = "patient.searched"
@@ -58,7 +58,7 @@ def patients(request: HttpRequest) -> HttpResponse:
             "matches": len(search.patients),
             "truncated": search.truncated,
         }
-        context.update(searching=True, truncated=search.truncated, matches=len(search.patients))
+        context.update(searching=True, search=search, truncated=search.truncated, matches=len(search.patients))
     else:
         page = Paginator(patients_newest_first(tenant=tenant), PATIENTS_PAGE_SIZE).get_page(request.GET.get("page"))
         action = "patient.list_viewed"

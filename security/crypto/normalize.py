@@ -96,11 +96,17 @@ def normalize_date(value: Any) -> str:
     raise ValueError(f"not a recognised date: {len(text)} characters")
 
 
-def normalize_statement_number(value: Any) -> str:
-    """Statement numbers as billing normalises them for look-ups ('st-1004 2' -> 'ST10042')."""
-    from billing.services.statements import normalize_statement_number as billing_normalize
+_NOT_STATEMENT_CHARS = re.compile(r"[\s\-_/.]")
 
-    return billing_normalize("" if value is None else str(value))
+
+def normalize_statement_number(value: Any) -> str:
+    """Statement numbers for look-ups: upper case without spaces, dashes, underscores,
+    slashes or dots ('st-1004 2' -> 'ST10042').
+
+    It lives here, below billing, because the blind index of Statement.number is
+    computed with it; billing.services.statements re-exports it for the look-up.
+    """
+    return _NOT_STATEMENT_CHARS.sub("", "" if value is None else str(value)).upper()
 
 
 NORMALIZERS: dict[str, Callable[[Any], str]] = {

@@ -11,6 +11,7 @@ from django.utils.html import escape
 
 from audit.models import AuditEvent
 from billing.views.patient import LOOKUP_FAILED_MESSAGE, LOOKUP_LOCKED_MESSAGE
+from portal.models import Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -64,13 +65,23 @@ def test_statement_locks_after_ten_failures_for_thirty_minutes(make_bill):
         assert opened.status_code == 302
 
 
+def _spread_failures(bill, traveller, start, count, *, seconds=4, **extra):
+    """`count` wrong look-ups of different statements from one address, under the per-minute rate limit."""
+    for attempt in range(count):
+        traveller.move_to(start + timedelta(seconds=seconds * attempt))
+        response = _lookup(bill.client(), f"NO-{attempt}", "1999-01-01", **extra)
+        assert response.status_code in (200, 429)
+
+
 def test_ip_locks_across_statements_and_forged_forwarded_for_does_not_help(make_bill, settings):
     settings.SETTLE_TRUSTED_PROXY_COUNT = 1
     bill = make_bill()
+    limit = bill.tenant.lookup_ip_failure_limit
+    assert limit == 50
     start = timezone.now()
     with time_machine.travel(start, tick=False) as traveller:
-        for attempt in range(10):
-            traveller.move_to(start + timedelta(seconds=7 * attempt))
+        for attempt in range(limit):
+            traveller.move_to(start + timedelta(seconds=4 * attempt))
             # The client forges a different left-most address each time; the
             # proxy appends the real one, which is what counts.
             _lookup(
@@ -79,7 +90,7 @@ def test_ip_locks_across_statements_and_forged_forwarded_for_does_not_help(make_
                 "1999-01-01",
                 HTTP_X_FORWARDED_FOR=f"198.51.100.{attempt}, 203.0.113.7",
             )
-        traveller.move_to(start + timedelta(minutes=2))
+        traveller.move_to(start + timedelta(minutes=4))
         blocked = _lookup(
             bill.client(), bill.statement.number, "1984-02-29", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.7"
         )
@@ -88,6 +99,66 @@ def test_ip_locks_across_statements_and_forged_forwarded_for_does_not_help(make_
             bill.client(), bill.statement.number, "1984-02-29", HTTP_X_FORWARDED_FOR="192.0.2.1, 203.0.113.8"
         )
         assert other_ip.status_code == 302
+
+
+def test_a_shared_address_is_not_locked_out_by_a_few_patients_typos(make_bill):
+    """A kiosk: ten wrong dates of birth (the old per-address limit) from one address lock nothing."""
+    bill = make_bill()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as traveller:
+        _spread_failures(bill, traveller, start, 49, REMOTE_ADDR="10.20.30.40")
+        traveller.move_to(start + timedelta(minutes=4))
+        assert _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.20.30.40").status_code == 302
+        # The 50th failure (the clinic's limit) locks the address at this clinic.
+        assert _lookup(bill.client(), "NO-LAST", "1999-01-01", REMOTE_ADDR="10.20.30.40").status_code == 429
+        refused = _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.20.30.40")
+        assert refused.status_code == 429 and escape(LOOKUP_LOCKED_MESSAGE) in refused.content.decode()
+
+
+def test_an_address_locked_at_one_clinic_can_still_look_up_at_another(make_bill):
+    alpha = make_bill("alpha")
+    beta = make_bill("beta", number="BT-2002")
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as traveller:
+        _spread_failures(alpha, traveller, start, alpha.tenant.lookup_ip_failure_limit, REMOTE_ADDR="10.1.2.3")
+        traveller.move_to(start + timedelta(minutes=4))
+        assert _lookup(alpha.client(), alpha.statement.number, "1984-02-29", REMOTE_ADDR="10.1.2.3").status_code == 429
+        at_beta = _lookup(beta.client(), beta.statement.number, "1984-02-29", REMOTE_ADDR="10.1.2.3")
+        assert at_beta.status_code == 302 and "/pay/" in at_beta["Location"]
+    locked = AuditEvent.objects.filter(action="statement.lookup_locked")
+    assert locked.filter(tenant=alpha.tenant).count() == 1 and not locked.filter(tenant=beta.tenant).exists()
+
+
+def test_a_clinics_own_limits_are_used_and_clamped_to_security_md(make_bill):
+    bill = make_bill()
+    bill.tenant.lookup_statement_failure_limit = 3
+    bill.tenant.lookup_lockout_minutes = 45
+    bill.tenant.save()
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as traveller:
+        for attempt in range(3):
+            _lookup(bill.client(), bill.statement.number, "1999-01-01", REMOTE_ADDR=f"10.3.0.{attempt}")
+        locked = _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.3.1.1")
+        assert locked.status_code == 429 and "paused for 45 minutes" in locked.content.decode()
+        traveller.move_to(start + timedelta(minutes=44))
+        assert _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.3.1.2").status_code == 429
+        traveller.move_to(start + timedelta(minutes=46))
+        assert _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.3.1.3").status_code == 302
+
+    # A row written around the settings form (shell, SQL) cannot weaken the lockout.
+    Tenant.objects.filter(pk=bill.tenant.pk).update(
+        lookup_statement_failure_limit=1000, lookup_ip_failure_limit=30000, lookup_lockout_minutes=1
+    )
+    start = timezone.now() + timedelta(hours=2)
+    with time_machine.travel(start, tick=False) as traveller:
+        for attempt in range(10):
+            _lookup(bill.client(), bill.statement.number, "1999-01-01", REMOTE_ADDR=f"10.4.0.{attempt}")
+        refused = _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.4.1.1")
+        assert refused.status_code == 429 and escape(LOOKUP_LOCKED_MESSAGE) in refused.content.decode()
+        traveller.move_to(start + timedelta(minutes=29))
+        assert _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.4.1.2").status_code == 429
+        traveller.move_to(start + timedelta(minutes=31))
+        assert _lookup(bill.client(), bill.statement.number, "1984-02-29", REMOTE_ADDR="10.4.1.3").status_code == 302
 
 
 def test_rate_limit_slows_bursts_from_one_ip(make_bill):

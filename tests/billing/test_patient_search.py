@@ -15,7 +15,7 @@ from billing.services.patient_search import patient_search
 from portal.tenancy.context import tenant_scope
 from security.crypto import cipher
 from tests.conftest import Clinic
-from tests.factories import PatientFactory
+from tests.factories import PatientFactory, StatementFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +39,8 @@ def patients(clinic_a: Clinic, clinic_b: Clinic) -> dict[str, object]:
     van_dyke = PatientFactory(tenant=clinic_a.tenant, first_name="Dick", last_name="Van Dyke")
     # Same name and date of birth at the other clinic: never found from clinic A.
     other = PatientFactory(tenant=clinic_b.tenant, first_name="Ada", last_name="Lovelace", date_of_birth=DOB)
+    StatementFactory(tenant=clinic_a.tenant, patient=ada, number="LV-88001")
+    StatementFactory(tenant=clinic_b.tenant, patient=other, number="LV-99001")
     return {"ada": ada, "byron": byron, "van_dyke": van_dyke, "other": other}
 
 
@@ -64,6 +66,15 @@ def _found(clinic: Clinic, text: str, date_of_birth: datetime.date | None = None
         ("MRN-7731", None, ["Ada Lovelace"]),  # account number
         ("Lovel", None, []),  # exact keys only: no partial matches
         ("byron lovelace", DOB, []),  # right name, wrong date of birth
+        ("ada", None, ["Ada Lovelace"]),  # a first name alone
+        ("  BYRON ", None, ["Byron Lovelace"]),
+        ("Ada", DOB, ["Ada Lovelace"]),  # first name + date of birth index
+        ("Byron", DOB, []),  # right first name, wrong date of birth
+        ("lv 88001", None, ["Ada Lovelace"]),  # a statement number, as printed or typed
+        ("LV-88001", DOB, ["Ada Lovelace"]),
+        ("LV-88001", datetime.date(1970, 1, 2), []),
+        ("LV-99001", None, []),  # the other clinic's statement
+        ("", datetime.date(1970, 1, 2), ["Byron Lovelace"]),  # a date of birth alone
     ],
 )
 def test_search_finds_patients_by_exact_keys_after_normalisation(
@@ -87,7 +98,8 @@ def test_search_is_a_post_and_is_audited_with_ids_not_text(clinic_a: Clinic, pat
     event = AuditEvent.objects.filter(tenant=clinic_a.tenant, action="patient.searched").get()
     ada = patients["ada"]
     assert event.details["patients"] == [str(ada.public_id)]  # type: ignore[attr-defined]
-    assert event.details["kinds"] == "account,name_dob" and event.details["with_date_of_birth"] is True
+    assert event.details["kinds"] == "account,statement,name_dob,first_name_dob"
+    assert event.details["with_date_of_birth"] is True
     assert "Lovelace" not in str(event.details) and "1961" not in str(event.details)
     assert "Lovelace" not in response.request["PATH_INFO"] + response.request.get("QUERY_STRING", "")
 
@@ -109,7 +121,7 @@ def test_browsing_lists_newest_first_pages_of_fifty_and_audits_the_page_shown(cl
     ("data", "message"),
     [
         ({"q": "Lovelace", "date_of_birth": "not a date"}, "Enter the date of birth as a date"),
-        ({"q": "", "date_of_birth": "07/04/1961"}, "with the date of birth"),
+        ({"q": "  ", "date_of_birth": ""}, "Enter a name, account or statement number, email or phone, or a date"),
         ({"q": "x" * 255}, "at most 254 characters"),
     ],
 )
@@ -171,3 +183,61 @@ def test_a_partial_save_of_a_source_keeps_its_indexes_and_listing_current(
     assert _found(clinic_a, "202 555 0143") == [] and _found(clinic_a, "Lovelace") == ["Byron Lovelace"]
     with tenant_scope(clinic_a.tenant):
         assert Patient.objects.get(pk=ada.pk).listing.last_name == "King"
+
+
+def test_no_match_says_so_and_names_the_kinds_of_key_tried(clinic_a: Clinic, patients: dict[str, object]) -> None:
+    response = clinic_a.client_as("front_desk").post(reverse("staff:patients"), {"q": "Nobody"})
+    body = response.content.decode()
+    assert response.status_code == 200 and "No patients found." in body and 'id="patients"' not in body
+    assert "Searched for an exact account number, statement number, last name or first name." in body
+    event = AuditEvent.objects.filter(tenant=clinic_a.tenant, action="patient.searched").get()
+    assert event.details["patients"] == [] and event.details["matches"] == 0
+    assert "Nobody" not in str(event.details)
+
+
+def test_a_date_of_birth_alone_lists_a_bounded_page_and_says_when_more_matched(clinic_a: Clinic) -> None:
+    born = datetime.date(1990, 5, 17)
+    for n in range(51):
+        PatientFactory(tenant=clinic_a.tenant, first_name=f"D{n:02d}", last_name="Sameday", date_of_birth=born)
+    PatientFactory(
+        tenant=clinic_a.tenant, first_name="Other", last_name="Day", date_of_birth=datetime.date(1990, 5, 18)
+    )
+    response = clinic_a.client_as("front_desk").post(reverse("staff:patients"), {"q": "", "date_of_birth": "5/17/1990"})
+    body = response.content.decode()
+    assert response.status_code == 200 and "patients found" not in body
+    assert "More than 50 patients have this date of birth; the first 50 are listed." in body
+    assert "Other" not in body and body.count("Sameday, D") == 50
+    event = AuditEvent.objects.filter(tenant=clinic_a.tenant, action="patient.searched").get()
+    assert event.details["kinds"] == "date_of_birth" and event.details["truncated"] is True
+    assert len(event.details["patients"]) == 50 and "1990" not in str(event.details)
+
+    few = clinic_a.client_as("front_desk").post(reverse("staff:patients"), {"date_of_birth": "1990-05-18"})
+    assert "1 patient found." in few.content.decode() and "Day, Other" in few.content.decode()
+    assert "More than" not in few.content.decode()
+
+
+def test_the_search_keys_migration_fills_existing_rows(clinic_a: Clinic, patients: dict[str, object]) -> None:
+    """billing 0006 computes the new indexes of rows saved before it, exactly as a save would."""
+    import importlib
+
+    from django.apps import apps
+
+    from billing.models import Patient
+
+    columns = ("first_name_index", "first_name_dob_index", "date_of_birth_index")
+    with tenant_scope(clinic_a.tenant):
+        saved = {p.pk: tuple(getattr(p, c) for c in columns) for p in Patient.objects.filter(tenant=clinic_a.tenant)}
+    assert all(all(value.startswith("b1:") for value in values) for values in saved.values())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE billing_patient SET first_name_index = '', first_name_dob_index = '', date_of_birth_index = ''"
+        )
+    assert _found(clinic_a, "Ada") == [] and _found(clinic_a, "", DOB) == []
+
+    fill = importlib.import_module("billing.migrations.0006_patient_search_keys").fill_search_keys
+    with connection.schema_editor() as editor:
+        fill(apps, editor)
+    with tenant_scope(clinic_a.tenant):
+        filled = {p.pk: tuple(getattr(p, c) for c in columns) for p in Patient.objects.filter(tenant=clinic_a.tenant)}
+    assert filled == saved
+    assert _found(clinic_a, "Ada") == ["Ada Lovelace"] and _found(clinic_a, "", DOB) == ["Ada Lovelace"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +28,7 @@ two_tenants_fixture = crypto_support.two_tenants_fixture
 vault_table_fixture = crypto_support.vault_table_fixture
 
 DOB = datetime.date(1958, 3, 14)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -69,8 +73,23 @@ def test_normalize_date_refuses_nonsense_without_echoing_it() -> None:
 
 def test_normalize_email_and_statement_number() -> None:
     assert normalize_email("  Rosa.Exampleton@Example.COM ") == "rosa.exampleton@example.com"
-    # The billing normaliser, reused: spaces, dashes, slashes and dots go.
+    # Spaces, dashes, slashes and dots go.
     assert normalize_statement_number("dc-100 234") == normalize_statement_number("DC100234") == "DC100234"
+
+
+def test_the_statement_number_normaliser_needs_nothing_above_security() -> None:
+    """security.crypto sits below billing: its normaliser must not import billing (or anything above it)."""
+    probe = (
+        "import sys\n"
+        "from security.crypto.normalize import normalize_statement_number as n\n"
+        "assert n(' st-1004 2/a.b_c ') == 'ST10042ABC', n(' st-1004 2/a.b_c ')\n"
+        "above = sorted(m for m in sys.modules if m.split('.')[0] in ('billing', 'messaging', 'audit', 'portal'))\n"
+        "assert not above, above\n"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter, a fixed script
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.usefixtures("local_keys", "vault_table")

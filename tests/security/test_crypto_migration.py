@@ -1,4 +1,4 @@
-"""billing 0003-0005 convert existing plaintext rows to ciphertext with blind indexes and a listing, and back."""
+"""billing 0003-0006 convert existing plaintext rows to ciphertext with blind indexes and a listing, and back."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from billing.services.lookup import statement_lookup
 from portal.services import tenant_create
 from portal.tenancy.context import tenant_scope
 from security.crypto.fields import blind_index_filter
-from tests.security.crypto_support import migrate_to
+from tests.security.crypto_support import migrate_to, migrate_to_latest
 
 BEFORE = ("billing", "0002_row_level_security")
-AFTER = ("billing", "0005_patient_listing")
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def at_plaintext_schema(transactional_db: None) -> Iterator[None]:
     try:
         yield
     finally:
-        migrate_to(AFTER)
+        migrate_to_latest()
 
 
 def _one(sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
@@ -70,7 +69,7 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             [tenant.pk],
         )
 
-    migrate_to(AFTER)
+    migrate_to_latest()  # 0003-0005 and what follows (the model reads every later column too)
 
     (listing,) = _one("SELECT listing FROM billing_patient WHERE id = %s", [patient_id])
     assert str(listing).startswith(f"s1:{tenant.pk}:phi:1:") and "Olive" not in str(listing)
@@ -79,6 +78,12 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
     )
     assert str(first_name).startswith(f"s1:{tenant.pk}:phi:1:") and str(dob).startswith("s1:")
     assert str(account_index).startswith("b1:")
+    # 0006 computed the search keys from the ciphertexts 0003 wrote.
+    search_keys = _one(
+        "SELECT first_name_index, first_name_dob_index, date_of_birth_index FROM billing_patient WHERE id = %s",
+        [patient_id],
+    )
+    assert all(str(key).startswith("b1:") for key in search_keys)
     number, summary = _one("SELECT number, summary FROM billing_statement WHERE public_id = %s", [statement_uuid])
     # Sealed, not merely transformed: a short token like "LG" can occur in
     # random base64 by chance, so check the whole plaintext and the prefix.
@@ -114,6 +119,14 @@ def test_migration_encrypts_existing_rows_and_reverses() -> None:
             blind_index_filter(tenant_id=tenant.pk, model=Patient, field_name="account_number_index", values=["L-0001"])
         ).exists()
         assert Statement.objects.count() == 1
+        for field_name, values in (
+            ("first_name_index", ["olive"]),
+            ("first_name_dob_index", ["OLIVE", "06/01/1950"]),
+            ("date_of_birth_index", ["1950-06-01"]),
+        ):
+            assert Patient.objects.filter(
+                blind_index_filter(tenant_id=tenant.pk, model=Patient, field_name=field_name, values=values)
+            ).exists(), field_name
 
     # Backwards: plaintext again, lookup_key rebuilt.
     migrate_to(BEFORE)

@@ -105,3 +105,15 @@ def test_a_forged_header_cannot_dodge_the_lockout(settings):
         assert locked
         forged = _request("10.0.0.2", "192.0.2.200, 198.51.100.7")
         assert lockout.is_locked(lockout.lockout_key("ip", client_ip(forged)))
+
+
+def test_a_key_can_carry_its_own_threshold_and_duration():
+    """Guest look-ups pass their clinic's numbers (security.lookup_policy)."""
+    key = lockout.lockout_key("lookup-ip", "1", "203.0.113.20")
+    duration = datetime.timedelta(minutes=45)
+    with time_machine.travel(START, tick=False) as traveller:
+        assert [lockout.record_failure(key, threshold=3, duration=duration) for _ in range(3)] == [False, False, True]
+        traveller.shift(datetime.timedelta(minutes=44))
+        assert lockout.is_locked(key), "still locked at +44 minutes"
+        traveller.shift(datetime.timedelta(minutes=2))
+        assert not lockout.is_locked(key), "open again at +46 minutes"
