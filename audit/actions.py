@@ -58,6 +58,8 @@ ACTIONS: dict[str, str] = {
     "key.rotation_started": "A data key rotation started: a new key version is active (purpose, version)",
     "key.rotation_completed": "A data key rotation finished: no row uses the old versions, which are retired",
     "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
+    # A PHI read the audit console makes for someone also allowed to read patients.
+    "patient.name_viewed": "A patient's name was shown on the audit trail's access report (a PHI read)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the
@@ -68,3 +70,68 @@ REFERENCE_LISTS: dict[str, str] = {
     "statements": "statement",
     "payments": "payment",
 }
+
+# What people read for each action in the console (search table, filters,
+# event page, export summary); the code above stays what is stored and
+# exported. Every registered action needs a label here: one without shows as
+# its code marked "(no label)", and tests/audit/test_action_labels.py fails.
+ACTION_LABELS: dict[str, str] = {
+    "statement.lookup": "Statement looked up",
+    "statement.lookup_locked": "Statement look-up refused (lockout)",
+    "checkout.opened": "Checkout opened",
+    "payment.attempted": "Card payment submitted",
+    "payment.succeeded": "Payment succeeded",
+    "payment.failed": "Payment failed",
+    "payment.canceled": "Payment canceled",
+    "payment.flagged": "Payment flagged by card checks",
+    "payment.processor_unavailable": "Processor unavailable",
+    "receipt.viewed": "Receipt viewed",
+    "webhook.processed": "Processor webhook processed",
+    "auth.login": "Signed in (password step)",
+    "auth.login_failed": "Sign-in failed",
+    "auth.otp_failed": "Second-factor code wrong",
+    "auth.mfa_verified": "Signed in (second factor)",
+    "auth.mfa_enrolled": "Authenticator app set up",
+    "auth.recovery_code_used": "Signed in with a recovery code",
+    "auth.recovery_codes_regenerated": "Recovery codes replaced",
+    "auth.locked_out": "Locked out",
+    "auth.password_changed": "Password changed",
+    "auth.logout": "Signed out",
+    "auth.session_ended": "Other session ended",
+    "auth.sessions_ended_others": "All other sessions ended",
+    "staff.invited": "Staff member invited",
+    "staff.invitation_revoked": "Invitation revoked",
+    "staff.invitation_accepted": "Invitation accepted",
+    "staff.role_changed": "Staff role changed",
+    "staff.deactivated": "Staff member deactivated",
+    "staff.reactivated": "Staff member reactivated",
+    "staff.mfa_reset": "Staff second factor reset",
+    "staff.unlocked": "Staff account unlocked",
+    "breakglass.started": "Emergency access started",
+    "breakglass.ended": "Emergency access ended",
+    "ledger.viewed": "Payments list viewed",
+    "patient.list_viewed": "Patient list viewed",
+    "patient.searched": "Patients searched",
+    "demo.seeded": "Demo clinic seeded",
+    "audit.searched": "Audit trail searched",
+    "audit.event_viewed": "Audit event opened",
+    "audit.patient_report": "Patient access report viewed",
+    "audit.user_report": "User activity report viewed",
+    "audit.verify_requested": "Chain verification requested",
+    "audit.verified": "Chain verified",
+    "audit.export_requested": "Audit export requested",
+    "audit.export_built": "Audit export built",
+    "audit.export_link_created": "Export download link issued",
+    "audit.export_downloaded": "Audit export downloaded",
+    "audit.checkpoint_signed": "Chain checkpoint signed",
+    "audit.archived": "Audit month archived",
+    "key.rotation_started": "Data key rotation started",
+    "key.rotation_completed": "Data key rotation completed",
+    "key.rewrapped": "Data keys re-wrapped",
+    "patient.name_viewed": "Patient name viewed",
+}
+
+
+def action_label(action: str) -> str:
+    """The label people read for `action`; its code, visibly marked, when the registry has none."""
+    return ACTION_LABELS.get(action) or f"{action} (no label)"
