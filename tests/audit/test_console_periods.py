@@ -121,3 +121,14 @@ def test_console_export_page_file_header_and_command_mean_the_same_days(
         assert targets == INSIDE
     requested = AuditEvent.objects.filter(action="audit.export_requested").order_by("sequence")
     assert [(e.details["from"], e.details["to"]) for e in requested] == [(FIRST, LAST), (FIRST, LAST)]
+
+
+def test_the_verify_pages_read_in_utc_too(clinic_a, django_capture_on_commit_callbacks):
+    officer = clinic_a.client_as(OFFICER)
+    with time_machine.travel(datetime(2026, 10, 5, 0, 30, tzinfo=UTC), tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = officer.post(reverse("audit:verify"))
+        result = officer.get(response["Location"]).content.decode()
+        history = officer.get(reverse("audit:verify")).content.decode()
+    assert "2026-10-05 00:30:00" in result and "2026-10-04 20:30" not in result
+    assert "2026-10-05 00:30" in history and "2026-10-04 20:30" not in history
