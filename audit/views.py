@@ -139,7 +139,9 @@ def patient_report(request: HttpRequest, patient_id: UUID) -> HttpResponse:
         **_who(request),
     )
     context.update(patient_id=patient_id, patient_name=name)
-    return render(request, "audit/patient_report.html", context)
+    response = render(request, "audit/patient_report.html", context)
+    response["Cache-Control"] = "no-store"  # it may carry the patient's name (PHI)
+    return response
 
 
 @require_permission("audit.view")

@@ -51,6 +51,7 @@ def test_only_someone_who_may_read_patients_sees_the_name_and_the_read_is_audite
     response = _report(clinic_a.client_as(OFFICER), patient.public_id)
     assert response.status_code == 200
     assert f"Who accessed {patient.first_name} {patient.last_name}" in response.content.decode()
+    assert response["Cache-Control"] == "no-store"
     [read] = _name_reads(patient.public_id)
     assert read.target_type == "patient" and read.actor_user_id == clinic_a.user(OFFICER).public_id
     assert read.actor_role == OFFICER and read.details == {"shown_on": "audit.patient_report"}
