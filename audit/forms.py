@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 from uuid import UUID
 
 from django import forms
 
 from audit import conf
-from audit.actions import ACTIONS
+from audit.actions import ACTIONS, action_label
 from audit.models import Outcome
+from audit.periods import TIME_ZONE_NAME, day_bounds, today
 from audit.selectors import EventFilters, members_of
 from portal.models import Tenant
 
@@ -19,12 +20,15 @@ LATEST = date(2100, 1, 1)
 
 
 class _RangeForm(forms.Form):
-    date_from = forms.DateField(label="From (first day)", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(label="To (last day, included)", widget=forms.DateInput(attrs={"type": "date"}))
-    actor = forms.ChoiceField(label="Person", required=False)
-    action = forms.ChoiceField(
-        label="Action", required=False, choices=[("", "Any action"), *((a, a) for a in sorted(ACTIONS))]
+    # Days in the audit time zone, both included (audit.periods): "To" is the whole of that day.
+    date_from = forms.DateField(
+        label=f"From (first day, {TIME_ZONE_NAME})", widget=forms.DateInput(attrs={"type": "date"})
     )
+    date_to = forms.DateField(
+        label=f"To (last day, {TIME_ZONE_NAME}, included)", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    actor = forms.ChoiceField(label="Person", required=False)
+    action = forms.ChoiceField(label="Action", required=False)
     outcome = forms.ChoiceField(label="Outcome", required=False, choices=[("", "Any outcome"), *Outcome.choices])
     patient = forms.UUIDField(label="Patient id", required=False, help_text="The patient's public id")
     target_type = forms.RegexField(
@@ -43,6 +47,10 @@ class _RangeForm(forms.Form):
         actor_field.choices = [("", "Anyone")] + [
             (str(m.user.public_id), f"{m.user.email} ({m.get_role_display()})") for m in members_of(tenant=tenant)
         ]
+        action_field = self.fields["action"]
+        assert isinstance(action_field, forms.ChoiceField)
+        # Labels, in code order so each area's actions stay together.
+        action_field.choices = [("", "Any action"), *((a, action_label(a)) for a in sorted(ACTIONS))]
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -59,9 +67,10 @@ class _RangeForm(forms.Form):
 
     def filters(self) -> EventFilters:
         data = self.cleaned_data
+        start, end = day_bounds(first=data["date_from"], last=data["date_to"])
         return EventFilters(
-            date_from=datetime.combine(data["date_from"], time.min, tzinfo=UTC),
-            date_to=datetime.combine(data["date_to"] + timedelta(days=1), time.min, tzinfo=UTC),
+            date_from=start,
+            date_to=end,
             actor=UUID(data["actor"]) if data.get("actor") else None,
             action=data.get("action") or "",
             outcome=data.get("outcome") or "",
@@ -85,5 +94,5 @@ class ExportForm(_RangeForm):
 
 
 def default_range() -> dict[str, str]:
-    today = datetime.now(tz=UTC).date()
-    return {"date_from": (today - timedelta(days=30)).isoformat(), "date_to": today.isoformat()}
+    last = today()
+    return {"date_from": (last - timedelta(days=30)).isoformat(), "date_to": last.isoformat()}

@@ -7,6 +7,7 @@ from typing import Any
 
 from fpdf import FPDF
 
+from audit.actions import action_label
 from audit.exportformat import SegmentStats
 
 
@@ -45,7 +46,7 @@ def summary_pdf(*, facts: list[tuple[str, str]], stats: SegmentStats) -> bytes:
     verdict = verification.summary() if verification is not None else "not verified"
     pdf.multi_cell(0, 6, _latin1(f"Chain check at export time: {verdict}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(2)
-    _table(pdf, "Events by action", stats.by_action.most_common())
+    _table(pdf, "Events by action", ((f"{action_label(a)} ({a})", n) for a, n in stats.by_action.most_common()))
     _table(pdf, "Events by outcome", stats.by_outcome.most_common())
     _table(pdf, "Events by actor role", stats.by_role.most_common())
     pdf.set_font("Helvetica", "", 8)

@@ -9,7 +9,7 @@ from uuid import UUID
 from django.db.models import QuerySet
 from django.http import Http404
 
-from audit.models import AuditEvent, AuditEventSubject, AuditExport, AuditVerification
+from audit.models import AuditCheckpoint, AuditEvent, AuditEventSubject, AuditExport, AuditVerification
 from portal.models import Tenant
 from security.models import BreakGlassGrant, Membership, User
 
@@ -89,6 +89,11 @@ def access_verification_by_uuid(*, tenant: Tenant, uuid: UUID) -> AuditVerificat
     if verification is None:
         raise Http404
     return verification
+
+
+def checkpoint_exists(*, tenant: Tenant) -> bool:
+    """Whether any signed checkpoint of `tenant`'s chain is on record."""
+    return AuditCheckpoint.objects.filter(chain__tenant=tenant).exists()
 
 
 def members_of(*, tenant: Tenant) -> QuerySet[Membership]:

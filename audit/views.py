@@ -15,7 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit import selectors
+from audit import conf, selectors
 from audit.exportformat import Filters
 from audit.forms import ExportForm, SearchForm, default_range
 from audit.models import AuditExport, AuditVerification, ExportFile, ExportStatus, VerificationStatus
@@ -29,6 +29,7 @@ from audit.services.exports import (
     export_open,
     export_request,
 )
+from audit.subjects import subject_exists, subject_name_read
 from security.permissions import require_permission
 
 PAGE_SIZE = 50
@@ -112,22 +113,35 @@ def event_detail(request: HttpRequest, event_id: UUID) -> HttpResponse:
 @require_permission("audit.view")
 @require_GET
 def patient_report(request: HttpRequest, patient_id: UUID) -> HttpResponse:
-    """Who accessed this patient's records. Names the patient by id only."""
-    from billing.access import access_patient_by_uuid
+    """Who accessed this patient's records.
 
+    Names the patient only to a user who may also read patients (billing's
+    describer, audit.subjects), and that read is audited; everyone else sees the id.
+    """
     tenant = request.tenant  # type: ignore[attr-defined]
-    patient = access_patient_by_uuid(tenant=tenant, uuid=patient_id)
-    context = _page_context(request, selectors.events_naming_patient(tenant=tenant, patient_id=patient.public_id))
+    if not subject_exists(tenant=tenant, subject_type="patient", subject_id=patient_id):
+        raise Http404
+    context = _page_context(request, selectors.events_naming_patient(tenant=tenant, patient_id=patient_id))
     with transaction.atomic():
         audit_record(
             action="audit.patient_report",
             tenant=tenant,
             target_type="patient",
-            target_id=str(patient.public_id),
+            target_id=str(patient_id),
             **_who(request),
         )
-    context.update(patient_id=patient.public_id)
-    return render(request, "audit/patient_report.html", context)
+    name = subject_name_read(
+        tenant=tenant,
+        subject_type="patient",
+        subject_id=patient_id,
+        permissions=request.access.permissions,  # type: ignore[attr-defined]
+        shown_on="audit.patient_report",
+        **_who(request),
+    )
+    context.update(patient_id=patient_id, patient_name=name)
+    response = render(request, "audit/patient_report.html", context)
+    response["Cache-Control"] = "no-store"  # it may carry the patient's name (PHI)
+    return response
 
 
 @require_permission("audit.view")
@@ -175,9 +189,27 @@ def verify(request: HttpRequest) -> HttpResponse:
 @require_permission("audit.view")
 @require_GET
 def verification(request: HttpRequest, verification_id: UUID) -> HttpResponse:
-    item = selectors.access_verification_by_uuid(tenant=request.tenant, uuid=verification_id)  # type: ignore[attr-defined]
+    tenant = request.tenant  # type: ignore[attr-defined]
+    item = selectors.access_verification_by_uuid(tenant=tenant, uuid=verification_id)
     running = item.status in (VerificationStatus.PENDING, VerificationStatus.RUNNING)
-    return render(request, "audit/verification.html", {"item": item, "running": running})
+    context = {
+        "item": item,
+        "running": running,
+        "no_checkpoint": _no_checkpoint_reason(tenant, item),
+        "checkpoint_seconds": conf.checkpoint_interval_seconds(),
+    }
+    return render(request, "audit/verification.html", context)
+
+
+def _no_checkpoint_reason(tenant: Any, item: AuditVerification) -> str:
+    """Why an intact chain had no signed checkpoint to check ("" when it had some).
+
+    "none_yet": nothing has signed one (beat is not running, as under `make
+    run`); "not_covered": checkpoints exist but none lay in what this run checked.
+    """
+    if item.status != VerificationStatus.PASSED or item.checkpoints_checked:
+        return ""
+    return "not_covered" if selectors.checkpoint_exists(tenant=tenant) else "none_yet"
 
 
 @require_permission("audit.export")

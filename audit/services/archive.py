@@ -26,6 +26,7 @@ from audit import conf
 from audit.chain import GENESIS, digest_text, format_time
 from audit.exportformat import Filters, footer_message, write_segment
 from audit.models import AuditArchiveSegment, AuditChain, AuditEvent, AuditEventSubject
+from audit.periods import Period
 from audit.recorder import audit_record
 from audit.services.integrity import chain_events, chain_scope, checkpoints_of
 from audit.signing import Signer, current_signer
@@ -106,8 +107,7 @@ def _archive_month(
                 "chain": chain.key,
                 "tenant": chain.tenant.slug if chain.tenant else "",
                 "period": period,
-                "from": format_time(start),
-                "to": format_time(end),
+                **Period(start, end).header(),  # the month's first and last day, both included
             },
             records=chain_events(chain, first=first, last=last),
             start_sequence=first,

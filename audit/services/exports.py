@@ -22,6 +22,7 @@ from audit.crypto import EncryptingWriter, KeyWrapper, decrypt_stream
 from audit.exportformat import Filters, SegmentStats, write_segment
 from audit.models import AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
 from audit.pdf import summary_pdf
+from audit.periods import Period
 from audit.recorder import audit_record
 from audit.services.integrity import chain_for, checkpoints_of
 from audit.services.segments import write_chain_segment
@@ -73,6 +74,8 @@ def export_request(
 ) -> AuditExport:
     """Queue an export of `tenant`'s chain for [date_from, date_to). Needs audit.export.
 
+    The console and `export_audit` pass whole UTC days (audit.periods.day_bounds).
+
     Side effects: one AuditExport row and an audit.export_requested event in
     one transaction; the build task is queued on commit.
     """
@@ -95,7 +98,7 @@ def export_request(
             target_type="audit_export",
             target_id=str(export.public_id),
             request=request,
-            details={"from": format_time(date_from), "to": format_time(date_to), **filters.as_dict()},
+            details={**Period(date_from, date_to).header(), **filters.as_dict()},
         )
         export_id = export.pk
         transaction.on_commit(lambda: audit_export_build.delay(export_id))
@@ -208,8 +211,8 @@ def _build_files(
             "chain": chain.key if chain else str(tenant.public_id),
             "tenant": tenant.slug,
             "export_id": str(export.public_id),
-            "from": format_time(export.date_from),
-            "to": format_time(export.date_to),
+            # "from"/"to": the first and last day, both included (audit.periods).
+            **Period(export.date_from, export.date_to).header(),
             "generated_at": format_time(timezone.now()),
         }
         filters = Filters.from_dict(export.filters)
@@ -246,7 +249,7 @@ def _build_files(
         csv_out.close()
     facts = [
         ("Clinic", tenant.name),
-        ("Range (UTC)", f"{format_time(export.date_from)} to {format_time(export.date_to)} (end excluded)"),
+        ("Range", Period(export.date_from, export.date_to).label()),
         ("Filters", ", ".join(f"{k}={v}" for k, v in Filters.from_dict(export.filters).as_dict().items()) or "none"),
         ("Matching events", str(stats.events)),
         (

@@ -32,6 +32,7 @@ from portal.tenancy.context import tenant_scope
 from security.crypto.providers import LocalKeyProvider, get_provider, reset_providers, set_provider
 from security.crypto.rotation import data_key_rotate, data_key_rotation_start, data_keys_rewrap
 from security.models import Role, UserSession
+from security.permissions import ROLE_PERMISSIONS
 from tests.audit.conftest import fill
 from tests.billing.fakes import FakeProcessor
 from tests.billing.webhook_events import intent_object, signed_event
@@ -140,6 +141,17 @@ def _event_viewed(clinic) -> None:
 @scenario("audit.patient_report")
 def _patient_report(clinic) -> None:
     clinic.client_as(OFFICER).get(reverse("audit:patient-report", kwargs={"patient_id": clinic.patient.public_id}))
+
+
+@scenario("patient.name_viewed")
+def _patient_name_viewed(clinic, monkeypatch) -> None:
+    # No clinic role holds both audit.view and patients.view today (emergency access does):
+    # grant the officer patients.view, as a clinic that wants officers to see names would.
+    monkeypatch.setitem(ROLE_PERMISSIONS, Role.COMPLIANCE_OFFICER, ROLE_PERMISSIONS[OFFICER] | {"patients.view"})
+    response = clinic.client_as(OFFICER).get(
+        reverse("audit:patient-report", kwargs={"patient_id": clinic.patient.public_id})
+    )
+    assert response.status_code == 200
 
 
 @scenario("audit.user_report")
@@ -374,6 +386,8 @@ def test_each_action_is_emitted_once_by_its_act(
         kwargs["archive"] = request.getfixturevalue("archive_settings")
     if "capture" in names:
         kwargs["capture"] = django_capture_on_commit_callbacks
+    if "monkeypatch" in names:
+        kwargs["monkeypatch"] = request.getfixturevalue("monkeypatch")
     before = AuditEvent.objects.filter(action=action).count()
     func(clinic_a, **kwargs)
     assert AuditEvent.objects.filter(action=action).count() - before == 1

@@ -279,7 +279,7 @@ def test_export_audit_command_writes_verifiable_files(clinic_a, tmp_path, key_fi
         "--from",
         today.isoformat(),
         "--to",
-        (today + timedelta(days=1)).isoformat(),
+        today.isoformat(),  # the last day, included: the whole of today
         "--out",
         str(out),
     )
@@ -295,7 +295,7 @@ def test_export_audit_command_writes_verifiable_files(clinic_a, tmp_path, key_fi
     [
         (["--tenant", "nope", "--from", "2026-01-01", "--to", "2026-01-02"], "no clinic"),
         (["--tenant", "alpha", "--from", "01/01/2026", "--to", "2026-01-02"], "must be a date"),
-        (["--tenant", "alpha", "--from", "2026-02-01", "--to", "2026-01-02"], "after its start"),
+        (["--tenant", "alpha", "--from", "2026-02-01", "--to", "2026-01-02"], "must not be before --from"),
         (["--tenant", "alpha", "--from", "2000-01-01", "--to", "2090-01-02"], "at most"),
     ],
 )
