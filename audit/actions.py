@@ -58,6 +58,13 @@ ACTIONS: dict[str, str] = {
     "key.rotation_started": "A data key rotation started: a new key version is active (purpose, version)",
     "key.rotation_completed": "A data key rotation finished: no row uses the old versions, which are retired",
     "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
+    # The platform console (security.clinics, security.domains): platform chain, target the clinic.
+    "platform.clinic_created": "A platform operator put a clinic on the platform (with its first admin's invitation, if any)",
+    "platform.clinic_updated": "A platform operator edited a clinic's profile (the fields changed; a new domain is unverified)",
+    "platform.clinic_suspended": "A platform operator suspended a clinic (its hosts show unavailable; nothing deleted)",
+    "platform.clinic_reactivated": "A platform operator lifted a clinic's suspension",
+    "platform.admin_invited": "A platform operator invited a clinic admin from the clinic's page",
+    "platform.domain_verified": "A clinic's custom domain was checked for its DNS token (outcome and result say how it went)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the
