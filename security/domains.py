@@ -36,7 +36,7 @@ from portal.models import Tenant
 from portal.tenancy.context import platform_scope
 
 VERIFY_LABEL = "_settle-verify"
-TOKEN_PREFIX = "settle-verify-"
+TOKEN_PREFIX = "settle-verify-"  # noqa: S105 - a public label, not a secret
 DNS_TIMEOUT_SECONDS = 5.0
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _TOP_LEVEL = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]|xn--[a-z0-9-]+")
@@ -56,7 +56,7 @@ class DomainError(ValueError):
 class DomainCheck(StrEnum):
     VERIFIED = "verified"
     NOT_FOUND = "not_found"  # no TXT record at _settle-verify.<domain>
-    WRONG_TOKEN = "wrong_token"  # TXT records there, none holding our token
+    WRONG_TOKEN = "wrong_token"  # noqa: S105 - TXT records there, none holding our token
     LOOKUP_FAILED = "lookup_failed"  # DNS did not answer; try again later
     NO_DOMAIN = "no_domain"  # the clinic has no custom domain (or it changed meanwhile)
 
@@ -98,6 +98,12 @@ def domain_normalise(value: str) -> str:
         pass
     else:
         raise DomainError("Enter a domain name, not an IP address.")
+    base = settings.SETTLE_BASE_DOMAIN
+    platform = settings.SETTLE_PLATFORM_HOST
+    if domain in {base, platform, "localhost"} or domain.endswith((f".{base}", ".localhost")):
+        raise DomainError(
+            f"{domain} is reserved: the platform serves it. A custom domain must be the clinic's own domain."
+        )
     labels = domain.split(".")
     if (
         len(domain) > _DOMAIN_MAX_LENGTH
@@ -108,12 +114,6 @@ def domain_normalise(value: str) -> str:
         raise DomainError(
             "That is not a valid domain name. Use letters, digits and hyphens in dot-separated parts, "
             "such as pay.lakeside-pediatrics.example."
-        )
-    base = settings.SETTLE_BASE_DOMAIN
-    platform = settings.SETTLE_PLATFORM_HOST
-    if domain in {base, platform, "localhost"} or domain.endswith(f".{base}") or domain.endswith(".localhost"):
-        raise DomainError(
-            f"{domain} is reserved: the platform serves it. A custom domain must be the clinic's own domain."
         )
     return domain
 

@@ -150,7 +150,9 @@ def clinic_edit(request: HttpRequest, tenant_id: UUID) -> HttpResponse:
     form = ClinicProfileForm(request.POST if request.method == "POST" else None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            changed = clinic_update(actor=request.user, tenant=tenant, profile=_profile(form.cleaned_data), request=request)  # type: ignore[arg-type]
+            changed = clinic_update(
+                actor=request.user, tenant=tenant, profile=_profile(form.cleaned_data), request=request
+            )  # type: ignore[arg-type]
         except ClinicInvalid as invalid:
             _add_errors(form, invalid)
         else:
