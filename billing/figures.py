@@ -47,8 +47,8 @@ def clinic_figures(*, tenants: list[Tenant]) -> dict[int, ClinicFigures]:
             .annotate(total=Sum("amount_minor"))
             .order_by()
         )
-        recent = {
-            row["tenant_id"]: row
+        recent: dict[int, tuple[int, int]] = {
+            row["tenant_id"]: (row["n"], row["total"] or 0)
             for row in Payment.objects.filter(
                 tenant_id__in=ids, status=PaymentStatus.SUCCEEDED, succeeded_at__gte=since
             )
@@ -58,11 +58,11 @@ def clinic_figures(*, tenants: list[Tenant]) -> dict[int, ClinicFigures]:
         }
     figures: dict[int, ClinicFigures] = {}
     for tenant in tenants:
-        paid = recent.get(tenant.pk, {})
+        count, total = recent.get(tenant.pk, (0, 0))
         figures[tenant.pk] = ClinicFigures(
             patients=patients.get(tenant.pk, 0),
             open_balance=Money(balances.get(tenant.pk) or 0, tenant.currency),
-            payments_recent=paid.get("n", 0),
-            collected_recent=Money(paid.get("total") or 0, tenant.currency),
+            payments_recent=count,
+            collected_recent=Money(total, tenant.currency),
         )
     return figures

@@ -132,8 +132,11 @@ def _detail(request: HttpRequest, tenant: Tenant, *, status: int = 200, **forms_
 
 
 def _webhook_url(tenant: Tenant) -> str:
+    """Where the clinic's Stripe account sends events (docs/running.md, "The clinic's Stripe webhook")."""
     path = reverse("webhooks:stripe", kwargs={"tenant_id": tenant.public_id})
-    return f"{settings.SETTLE_PUBLIC_SCHEME}://{settings.SETTLE_PLATFORM_HOST}{path}"
+    scheme, port = settings.SETTLE_PUBLIC_SCHEME, settings.SETTLE_PUBLIC_PORT
+    port_part = f":{port}" if port and port != {"http": 80, "https": 443}[scheme] else ""
+    return f"{scheme}://{settings.SETTLE_PLATFORM_HOST}{port_part}{path}"
 
 
 @require_platform_permission("platform.clinics")
@@ -151,8 +154,11 @@ def clinic_edit(request: HttpRequest, tenant_id: UUID) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             changed = clinic_update(
-                actor=request.user, tenant=tenant, profile=_profile(form.cleaned_data), request=request
-            )  # type: ignore[arg-type]
+                actor=request.user,  # type: ignore[arg-type]
+                tenant=tenant,
+                profile=_profile(form.cleaned_data),
+                request=request,
+            )
         except ClinicInvalid as invalid:
             _add_errors(form, invalid)
         else:
