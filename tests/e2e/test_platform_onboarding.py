@@ -6,7 +6,9 @@ Chromium (Playwright) against the live server:
    sign in (password, then a code from their app) and lands on Clinics.
 2. They add "Lakeside Pediatrics": a reserved address is refused on its
    field with nothing saved, then the clinic is created with its first
-   clinic admin's email.
+   clinic admin's email. They give it a custom domain (shown pending, with
+   its DNS record), suspend it (a patient sees "temporarily unavailable")
+   and reactivate it.
 3. The admin opens the emailed link (django.core.mail.outbox) on the new
    clinic's host, chooses a name and password, sets up an authenticator
    and reaches the clinic's staff dashboard as its clinic admin.
@@ -114,6 +116,27 @@ def test_operator_onboards_lakeside_and_its_admin_reaches_the_dashboard(
     assert "Lakeside Pediatrics" in page.locator("h1").inner_text()
     assert ADMIN_EMAIL in page.locator("#admin-invitations").inner_text()
     both_widths(page, screenshot, "3-clinic-page")
+
+    # A custom domain waits for its DNS record; a suspension closes the clinic's pages.
+    page.get_by_role("link", name="Edit profile").click()
+    page.fill("#id_custom_domain", "pay.lakeside.example")
+    page.get_by_role("button", name="Save changes").click()
+    page.locator("#record-name").wait_for()
+    assert page.locator("#record-name").inner_text() == "_settle-verify.pay.lakeside.example"
+    assert page.locator("#record-value").inner_text().startswith("settle-verify-")
+    assert "Domain pending" in page.locator("#clinic-status").inner_text()
+    page.fill("#id_reason", "Checking the walk-through closes the clinic")
+    page.get_by_role("button", name="Suspend Lakeside Pediatrics").click()
+    page.get_by_text("Lakeside Pediatrics is suspended.").wait_for()
+    both_widths(page, screenshot, "4-domain-pending-and-suspended")
+    patient = page.context.new_page()
+    # The slug host: the custom domain is not served until verified.
+    patient.goto(f"http://lakeside.localhost:{settings.SETTLE_PUBLIC_PORT}/")
+    assert "Temporarily unavailable" in patient.locator("h1").inner_text()
+    both_widths(patient, screenshot, "5-patient-sees-unavailable")
+    patient.close()
+    page.get_by_role("button", name="Reactivate Lakeside Pediatrics").click()
+    page.get_by_text("Lakeside Pediatrics is active again.").wait_for()
     page.locator("nav.staff-nav").get_by_role("link", name="Clinics").click()
     assert "Lakeside Pediatrics" in page.locator("#clinics").inner_text()
     page.locator("nav.staff-nav").get_by_role("button", name="Sign out").click()
@@ -125,7 +148,7 @@ def test_operator_onboards_lakeside_and_its_admin_reaches_the_dashboard(
     assert match, message.body
     link = match.group(0)
     lakeside = Tenant.objects.get(slug="lakeside")
-    assert link.startswith(live_url(live_server, lakeside, "").rstrip("/")), link
+    assert link.startswith(f"http://lakeside.localhost:{settings.SETTLE_PUBLIC_PORT}/"), link
     page.goto(link)
     page.wait_for_url(re.compile(r"/staff/team/invitations/accept/$"))
     assert "clinic admin" in page.locator("main").inner_text()
@@ -142,7 +165,7 @@ def test_operator_onboards_lakeside_and_its_admin_reaches_the_dashboard(
     page.wait_for_url(re.compile(r"/staff/$"))
     assert f"Welcome, {ADMIN_NAME}" in page.locator("h1").inner_text()
     assert "Signed in to Lakeside Pediatrics as Clinic admin" in page.locator("main").inner_text()
-    both_widths(page, screenshot, "4-admin-dashboard")
+    both_widths(page, screenshot, "6-admin-dashboard")
 
     user = User.objects.get(email=ADMIN_EMAIL)
     with tenant_scope(lakeside):
