@@ -32,6 +32,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
@@ -91,8 +92,6 @@ def access_clinic_by_uuid(*, uuid: UUID) -> Tenant:
 
 def clinic_staff_counts(*, tenants: list[Tenant]) -> dict[int, int]:
     """Active staff members (not patients) per clinic pk, in one query."""
-    from django.db.models import Count
-
     with platform_scope():
         rows = (
             Membership.objects.filter(tenant__in=tenants, is_active=True)
