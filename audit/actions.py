@@ -77,6 +77,13 @@ ACTIONS: dict[str, str] = {
     "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
     # A PHI read the audit console makes for someone also allowed to read patients.
     "patient.name_viewed": "A patient's name was shown on the audit trail's access report (a PHI read)",
+    # The platform console (security.clinics, security.domains): platform chain, target the clinic.
+    "platform.clinic_created": "A platform operator put a clinic on the platform (with its first admin's invitation, if any)",
+    "platform.clinic_updated": "A platform operator edited a clinic's profile (the fields changed; a new domain is unverified)",
+    "platform.clinic_suspended": "A platform operator suspended a clinic (its hosts show unavailable; nothing deleted)",
+    "platform.clinic_reactivated": "A platform operator lifted a clinic's suspension",
+    "platform.admin_invited": "A platform operator invited a clinic admin from the clinic's page",
+    "platform.domain_verified": "A clinic's custom domain was checked for its DNS token (outcome and result say how it went)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the
@@ -116,6 +123,12 @@ ACTION_LABELS: dict[str, str] = {
     "dispute.funds_withdrawn": "Dispute funds withdrawn",
     "dispute.funds_reinstated": "Dispute funds reinstated",
     "dispute.list_viewed": "Disputes viewed",
+    "platform.clinic_created": "Clinic created",
+    "platform.clinic_updated": "Clinic edited",
+    "platform.clinic_suspended": "Clinic suspended",
+    "platform.clinic_reactivated": "Clinic reactivated",
+    "platform.admin_invited": "Clinic admin invited by an operator",
+    "platform.domain_verified": "Custom domain checked",
     "webhook.processed": "Processor webhook processed",
     "auth.login": "Signed in (password step)",
     "auth.login_failed": "Sign-in failed",

@@ -284,6 +284,7 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         "",
         f"  Staff login      {demo.staff_login_url}",
         f"    {billing.email} / {result.password}  ({billing.role.lower()}; every role is listed above)",
+        f"  Platform console {result.admin_url.replace('/admin/', '/platform/')}  (onboard clinics; same login as below)",
         f"  Django admin     {result.admin_url}",
         f"    {result.operator.email} / {result.password}",
         "    Staff sign in with a password, then a code from an authenticator app: the first",

@@ -74,7 +74,8 @@ def _next_url(request: HttpRequest) -> str:
     if requested:
         return requested
     if getattr(request, "tenant", None) is None:
-        return reverse("admin:index")
+        # The platform host: operators land in the platform console.
+        return reverse("platform:clinics")
     access = staff_access_for(request) if request.user.is_authenticated else None
     if access is not None and access.role == PLATFORM_OPERATOR_ROLE:
         # An operator without a grant here may use only the break-glass page.

@@ -39,7 +39,7 @@ from audit.recorder import audit_record
 from portal.models import Tenant
 from portal.tenancy.resolution import tenant_base_url
 from security.models import BreakGlassGrant, Membership, Role, User
-from security.permissions import BREAK_GLASS_ROLE, PERMISSIONS, ROLE_PERMISSIONS
+from security.permissions import BREAK_GLASS_ROLE, OPERATOR_PERMISSIONS, PERMISSIONS, ROLE_PERMISSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def break_glass_permission_labels() -> list[str]:
     Derived rather than written out, so the page and the alert cannot drift
     from what security.permissions actually allows.
     """
-    held = ROLE_PERMISSIONS[BREAK_GLASS_ROLE] - {"platform.break_glass"}
+    # What the grant adds to what every operator holds (the platform's own pages).
+    held = ROLE_PERMISSIONS[BREAK_GLASS_ROLE] - OPERATOR_PERMISSIONS
     return [PERMISSIONS[name] for name in sorted(held)]
 
 

@@ -199,49 +199,69 @@ def invitation_create(
     is already an active staff member of this clinic; nothing about other
     clinics is looked at. Audited: staff.invited (one event, replacing or not).
     """
+    with transaction.atomic(durable=True):
+        return invitation_issue(
+            tenant=tenant, actor=actor, actor_role=actor_role, email=email, role=role, request=request
+        )
+
+
+def invitation_issue(
+    *,
+    tenant: Tenant,
+    actor: User,
+    actor_role: str,
+    email: str,
+    role: str,
+    request: HttpRequest | None = None,
+) -> StaffInvitation:
+    """invitation_create's work, inside the caller's transaction (which must be open).
+
+    For acts that invite as one of their steps (the platform console creates
+    a clinic and invites its first admin in one transaction): the email is
+    queued on that transaction's commit, so a rolled-back act sends nothing.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("invitation_issue needs an open transaction (use invitation_create)")
     email = _normalised_email(email)
     if role not in STAFF_ROLES:
         raise InvitationError("Choose one of the staff roles.")
     token = secrets.token_urlsafe(TOKEN_BYTES)
     now = timezone.now()
-    with transaction.atomic(durable=True):
-        if (
-            Membership.objects.filter(tenant=tenant, user__email__iexact=email, is_active=True)
-            .exclude(role=Role.PATIENT)
-            .exists()
-        ):
-            raise InvitationError(f"{email} is already on this clinic's staff.")
-        replaced = list(
-            StaffInvitation.objects.select_for_update()
-            .filter(tenant=tenant, email=email, accepted_at__isnull=True, revoked_at__isnull=True)
-            .values_list("pk", "public_id")
-        )
-        StaffInvitation.objects.filter(pk__in=[pk for pk, _ in replaced]).update(revoked_at=now)
-        invitation = StaffInvitation.objects.create(
-            tenant=tenant,
-            email=email,
-            role=role,
-            token_hash=token_hash(token),
-            invited_by=actor,
-            created_at=now,
-            expires_at=now + INVITATION_LIFETIME,
-        )
-        audit_record(
-            action="staff.invited",
-            tenant=tenant,
-            actor=actor,
-            actor_role=actor_role,
-            target_type="invitation",
-            target_id=str(invitation.public_id),
-            request=request,
-            details={"role": role, "replaces": [str(public_id) for _, public_id in replaced]},
-        )
-        link = invitation_link(tenant=tenant, token=token)
-        # robust: a mail server failure is logged, not turned into an error
-        # page after the invitation was saved; the admin can invite again.
-        transaction.on_commit(
-            lambda: _send_invitation_email(tenant=tenant, email=email, role=role, link=link), robust=True
-        )
+    if (
+        Membership.objects.filter(tenant=tenant, user__email__iexact=email, is_active=True)
+        .exclude(role=Role.PATIENT)
+        .exists()
+    ):
+        raise InvitationError(f"{email} is already on this clinic's staff.")
+    replaced = list(
+        StaffInvitation.objects.select_for_update()
+        .filter(tenant=tenant, email=email, accepted_at__isnull=True, revoked_at__isnull=True)
+        .values_list("pk", "public_id")
+    )
+    StaffInvitation.objects.filter(pk__in=[pk for pk, _ in replaced]).update(revoked_at=now)
+    invitation = StaffInvitation.objects.create(
+        tenant=tenant,
+        email=email,
+        role=role,
+        token_hash=token_hash(token),
+        invited_by=actor,
+        created_at=now,
+        expires_at=now + INVITATION_LIFETIME,
+    )
+    audit_record(
+        action="staff.invited",
+        tenant=tenant,
+        actor=actor,
+        actor_role=actor_role,
+        target_type="invitation",
+        target_id=str(invitation.public_id),
+        request=request,
+        details={"role": role, "replaces": [str(public_id) for _, public_id in replaced]},
+    )
+    link = invitation_link(tenant=tenant, token=token)
+    # robust: a mail server failure is logged, not turned into an error
+    # page after the invitation was saved; the admin can invite again.
+    transaction.on_commit(lambda: _send_invitation_email(tenant=tenant, email=email, role=role, link=link), robust=True)
     return invitation
 
 

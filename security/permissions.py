@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, str] = {
     "refunds.request": "Refund a payment (alone up to the role's limit; above it a second person approves)",
     "refunds.approve": "Approve or reject other people's refund requests",
     "disputes.manage": "See the clinic's disputes and their evidence due dates",
+    "platform.clinics": "Onboard, edit, suspend and reactivate clinics, verify their domains and invite their first admin (platform operators, platform host)",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -59,9 +60,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
 
-# A platform operator with no membership at a clinic: only the break-glass page.
+# A platform operator with no membership at a clinic: only the break-glass page
+# there. "platform.clinics" guards the platform console, which only the
+# platform host serves (require_platform_permission), never a clinic's host.
 PLATFORM_OPERATOR_ROLE = "platform_operator"
-OPERATOR_PERMISSIONS: frozenset[str] = frozenset({"platform.break_glass"})
+OPERATOR_PERMISSIONS: frozenset[str] = frozenset({"platform.break_glass", "platform.clinics"})
 
 # A platform operator during a live break-glass grant at the clinic: enough to
 # diagnose and to restore the clinic's own admins (unlock, MFA reset), not to
@@ -221,6 +224,48 @@ def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
 
         wrapped.settle_permission = permission  # type: ignore[attr-defined]
         wrapped.settle_public = False  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def platform_operator_access(request: HttpRequest) -> StaffAccess | None:
+    """The access of the request's user on the platform host: operators only, else None."""
+    user = request.user
+    if not (user.is_authenticated and user.is_active and getattr(user, "is_platform_operator", False)):
+        return None
+    return StaffAccess(role=PLATFORM_OPERATOR_ROLE, permissions=OPERATOR_PERMISSIONS)
+
+
+def require_platform_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
+    """Declare the permission a platform console view needs, and enforce it.
+
+    As require_permission, but on the platform host: in order, the platform
+    host (else 404, so a clinic's host never serves the console), a signed-in
+    user (else the sign-in page), a second factor given this session (else
+    the MFA step), a platform operator holding the permission (else 403).
+    Sets request.access (StaffAccess with PLATFORM_OPERATOR_ROLE).
+    """
+    if permission not in PERMISSIONS:
+        raise ValueError(f"unknown permission {permission!r}")
+
+    def decorator(view: ViewFunc) -> ViewFunc:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            _check_host(request, PLATFORM_HOST)
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user_is_verified(request.user):
+                return mfa_step_redirect(request)
+            access = platform_operator_access(request)
+            if access is None or permission not in access.permissions:
+                raise PermissionDenied
+            request.access = access  # type: ignore[attr-defined]
+            return view(request, *args, **kwargs)
+
+        wrapped.settle_permission = permission  # type: ignore[attr-defined]
+        wrapped.settle_public = False  # type: ignore[attr-defined]
+        wrapped.settle_host = PLATFORM_HOST  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 
     return decorator

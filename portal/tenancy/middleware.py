@@ -24,6 +24,11 @@ class TenantMiddleware:
             # A friendly page, and the same one for a disabled clinic and a
             # host that never existed.
             return render(request, "portal/unknown_host.html", status=404)
+        if match.tenant is not None and match.tenant.suspended_at is not None:
+            # Suspended by the platform: every page of the clinic's hosts,
+            # staff sign-in and signed-in staff sessions included, gets this
+            # page. Nothing is deleted; reactivating restores the clinic.
+            return render(request, "portal/suspended.html", {"clinic": match.tenant}, status=503)
         request.tenant = match.tenant  # type: ignore[attr-defined]
         request.is_platform_host = match.is_platform  # type: ignore[attr-defined]
         if match.tenant is None:

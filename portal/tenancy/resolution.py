@@ -33,13 +33,18 @@ def resolve_host(host: str) -> HostMatch | None:
             return None
         tenant = Tenant.objects.filter(slug=slug, is_active=True).first()
     else:
-        tenant = Tenant.objects.filter(custom_domain=host, is_active=True).first()
+        # A custom domain is served only once its DNS token was verified
+        # (security.domains): until then it is an unknown host like any other.
+        tenant = Tenant.objects.filter(
+            custom_domain=host, custom_domain_verified_at__isnull=False, is_active=True
+        ).first()
     return HostMatch(tenant=tenant, is_platform=False) if tenant else None
 
 
 def tenant_base_url(tenant: Tenant) -> str:
     """The public URL of a tenant's site, e.g. http://demo.localhost:8000/."""
-    host = tenant.custom_domain or f"{tenant.slug}.{settings.SETTLE_BASE_DOMAIN}"
+    verified = tenant.custom_domain and tenant.custom_domain_verified_at is not None
+    host = tenant.custom_domain if verified else f"{tenant.slug}.{settings.SETTLE_BASE_DOMAIN}"
     port = settings.SETTLE_PUBLIC_PORT
     default_port = {"http": 80, "https": 443}[settings.SETTLE_PUBLIC_SCHEME]
     port_part = f":{port}" if port and port != default_port else ""

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import LedgerEntry, Patient, Statement
 from portal.tenancy.context import (
@@ -124,6 +125,9 @@ def test_slug_host_resolves_to_its_clinic(clinic_a, clinic_b):
 def test_custom_domain_resolves_to_its_clinic(clinic_a):
     clinic_a.tenant.custom_domain = "pay.alpha-clinic.example"
     clinic_a.tenant.save(update_fields=["custom_domain"])
+    assert resolve_host("pay.alpha-clinic.example") is None, "not served before its DNS token is verified"
+    clinic_a.tenant.custom_domain_verified_at = timezone.now()
+    clinic_a.tenant.save(update_fields=["custom_domain_verified_at"])
     match = resolve_host("pay.alpha-clinic.example")
     assert match is not None and match.tenant == clinic_a.tenant
 
@@ -174,7 +178,8 @@ def test_clinic_host_serves_the_clinic(clinic_a):
 
 def test_custom_domain_serves_the_clinic(clinic_a, settings):
     clinic_a.tenant.custom_domain = "pay.alpha-clinic.example"
-    clinic_a.tenant.save(update_fields=["custom_domain"])
+    clinic_a.tenant.custom_domain_verified_at = timezone.now()
+    clinic_a.tenant.save(update_fields=["custom_domain", "custom_domain_verified_at"])
     # Operators list custom domains in DJANGO_ALLOWED_HOSTS (Django's own host check).
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "pay.alpha-clinic.example"]
     response = Client(HTTP_HOST="pay.alpha-clinic.example").get("/")

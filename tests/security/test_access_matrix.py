@@ -23,7 +23,7 @@ from django.urls import Resolver404, resolve, reverse
 from security.permissions import ACCESS_ROLES, PERMISSIONS, permissions_for_role
 from tests.conftest import Clinic
 from tests.security.test_permission_walk import declared_access
-from tests.security.url_samples import OUTSIDER, PERSONAS, Route, guarded_routes, persona_client
+from tests.security.url_samples import OUTSIDER, PERSONAS, Route, guarded_routes, persona_client, route_client
 
 if TYPE_CHECKING:
     from django.test.client import _MonkeyPatchedWSGIResponse as TestResponse
@@ -90,7 +90,7 @@ def test_every_permission_guards_a_view():
 @pytest.mark.parametrize(("route", "persona"), MATRIX)
 def test_persona_gets_403_exactly_when_it_lacks_the_permission(clinic_a: Clinic, route: Route, persona: str):
     path = route.path(clinic_a)
-    response = persona_client(clinic_a, persona).get(path)
+    response = route_client(clinic_a, route, persona).get(path)
     where = f"GET {path} as {persona} (needs {route.access})"
     if route.allowed(persona):
         assert response.status_code in ALLOWED_STATUSES, f"{where}: {response.status_code}, expected the page"

@@ -21,7 +21,15 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 from tests.conftest import Clinic, login_verified
-from tests.security.url_samples import OPERATOR_EMAIL, Route, admin_paths, guarded_routes, operator_user, persona_user
+from tests.security.url_samples import (
+    OPERATOR_EMAIL,
+    Route,
+    admin_paths,
+    guarded_routes,
+    host_client,
+    operator_user,
+    persona_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +40,7 @@ MAX_ADMIN_HOPS = 5
 def _password_only(clinic: Clinic, route: Route) -> Client:
     user = persona_user(clinic, route.owner())
     assert user is not None
-    client = clinic.client()
+    client = host_client(clinic, route)
     client.force_login(user)
     return client
 
@@ -56,7 +64,7 @@ def test_password_only_session_is_sent_to_the_second_factor(clinic_a: Clinic, ro
 @pytest.mark.parametrize("route", GUARDED)
 def test_anonymous_visitor_is_sent_to_sign_in(clinic_a: Clinic, route: Route):
     path = route.path(clinic_a)
-    client = clinic_a.client()
+    client = host_client(clinic_a, route)
     for method in ("get", "post"):
         response = getattr(client, method)(path)
         where = f"anonymous {method.upper()} {path}"

@@ -27,8 +27,14 @@ from django.utils import timezone
 
 from portal.tenancy.context import tenant_scope
 from security.models import Role, User
-from security.permissions import ACCESS_ROLES, BREAK_GLASS_ROLE, PLATFORM_OPERATOR_ROLE, permissions_for_role
-from tests.conftest import Clinic, login_verified
+from security.permissions import (
+    ACCESS_ROLES,
+    BREAK_GLASS_ROLE,
+    PLATFORM_HOST,
+    PLATFORM_OPERATOR_ROLE,
+    permissions_for_role,
+)
+from tests.conftest import Clinic, login_verified, platform_client
 from tests.security.test_headers import _concrete as concrete_with_placeholders
 from tests.security.test_headers import _walk as walk_all
 from tests.security.test_permission_walk import all_views, declared_access
@@ -83,7 +89,8 @@ class Route:
 
     @property
     def on_platform_host(self) -> bool:
-        return self.view_name in PLATFORM_HOST_VIEWS
+        """Served on the platform host: public platform views, and the platform console's guarded views."""
+        return self.view_name in PLATFORM_HOST_VIEWS or getattr(self.view, "settle_host", None) == PLATFORM_HOST
 
     def personas(self) -> list[str]:
         """Who may use the route: the personas holding its permission, or a guest."""
@@ -442,6 +449,27 @@ def persona_user(clinic: Clinic, persona: str) -> User | None:
 def persona_client(clinic: Clinic, persona: str, **extra: Any) -> Client:
     """A client on `clinic`'s host signed in as `persona` with both factors (anonymous: none)."""
     client = clinic.client(**extra)
+    user = persona_user(clinic, persona)
+    if user is not None:
+        login_verified(client, user)
+    return client
+
+
+def host_client(clinic: Clinic, route: Route) -> Client:
+    """An anonymous client on the host that serves `route`: the clinic's, or the platform's."""
+    return platform_client() if route.on_platform_host else clinic.client()
+
+
+def route_client(clinic: Clinic, route: Route, persona: str) -> Client:
+    """A client on the host that serves `route`, signed in as `persona` with both factors.
+
+    On the platform host the persona is the same person as at the clinic
+    (the platform operator personas are operators there too); the clinic's
+    ids are still the samples the route's URL carries.
+    """
+    if not route.on_platform_host:
+        return persona_client(clinic, persona)
+    client = platform_client()
     user = persona_user(clinic, persona)
     if user is not None:
         login_verified(client, user)
