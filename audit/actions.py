@@ -58,6 +58,13 @@ ACTIONS: dict[str, str] = {
     "key.rotation_started": "A data key rotation started: a new key version is active (purpose, version)",
     "key.rotation_completed": "A data key rotation finished: no row uses the old versions, which are retired",
     "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
+    # The clinic settings page (billing.services.clinic_settings, branding, processor_accounts).
+    "settings.profile_changed": "A clinic admin changed the clinic's profile (time zone old -> new; free-text fields named only)",
+    "settings.branding_changed": "A clinic admin changed the brand colour (old -> new) or the logo (size and hash)",
+    "settings.processor_keys_changed": "A clinic admin saved processor keys the processor accepted (mode; the secret only 'changed')",
+    "settings.webhook_registered": "The clinic's webhook endpoint was registered through the processor's API (signing secret kept)",
+    "settings.webhook_secret_changed": "A clinic admin entered the webhook signing secret by hand (only 'changed')",
+    "settings.policies_changed": "A clinic admin changed payment or look-up policies (each value old -> new)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the

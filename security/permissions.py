@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, str] = {
     "keys.rotate": "See the clinic's data keys and rotations, and start a key rotation",
     "staff.manage": "Invite staff, change roles, deactivate, reset MFA and unlock accounts",
     "platform.break_glass": "Start and end emergency access to a clinic (platform operators)",
+    "settings.manage": "Change the clinic's profile, branding, processor keys and policies",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -45,6 +46,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "keys.rotate", "staff.manage"},
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
+
+# The clinic settings page (profile, branding, processor keys, policies): clinic admins.
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] = ROLE_PERMISSIONS[Role.CLINIC_ADMIN] | {"settings.manage"}
 
 # A platform operator with no membership at a clinic: only the break-glass page.
 PLATFORM_OPERATOR_ROLE = "platform_operator"
