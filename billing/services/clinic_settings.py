@@ -211,10 +211,12 @@ class SettingsChange:
         for key in details:
             if key.endswith("_new"):
                 name = key[: -len("_new")]
-                lines.append(f"{name.replace('_', ' ')}: {details.get(name + '_old')} → {details[key]}")
-        recorded = {line.split(":")[0] for line in lines}
+                old = details.get(name + "_old")
+                label = name.replace("_minor", "_in_minor_units").replace("_", " ")
+                lines.append(f"{label}: {'none' if old is None else old} → {details[key]}")
+        recorded = {key[: -len("_new")] for key in details if key.endswith("_new")}
         for name in details.get("changed") or []:
-            if name.replace("_", " ") not in recorded and name not in details:
+            if name not in recorded and name not in details:
                 lines.append(f"{name.replace('_', ' ')} changed")
         for key in ("secret_key", "webhook_secret", "logo"):
             if key in details and isinstance(details[key], str):
