@@ -61,9 +61,11 @@ def page_errors(page: Page) -> list[str]:
     page.on("pageerror", lambda error: found.append(str(error)))
     page.on(
         "console",
-        lambda message: found.append(message.text)
-        if message.type == "error" and "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            found.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None
+        ),
     )
     return found
 
