@@ -84,6 +84,13 @@ ACTIONS: dict[str, str] = {
     "platform.clinic_reactivated": "A platform operator lifted a clinic's suspension",
     "platform.admin_invited": "A platform operator invited a clinic admin from the clinic's page",
     "platform.domain_verified": "A clinic's custom domain was checked for its DNS token (outcome and result say how it went)",
+    # The clinic settings page (billing.services.clinic_settings, branding, processor_accounts).
+    "settings.profile_changed": "A clinic admin changed the clinic's profile (time zone old -> new; free-text fields named only)",
+    "settings.branding_changed": "A clinic admin changed the brand colour (old -> new) or the logo (size and hash)",
+    "settings.processor_keys_changed": "A clinic admin saved processor keys the processor accepted (mode; the secret only 'changed')",
+    "settings.webhook_registered": "The clinic's webhook endpoint was registered through the processor's API (signing secret kept)",
+    "settings.webhook_secret_changed": "A clinic admin entered the webhook signing secret by hand (only 'changed')",
+    "settings.policies_changed": "A clinic admin changed payment or look-up policies (each value old -> new)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the
@@ -129,6 +136,12 @@ ACTION_LABELS: dict[str, str] = {
     "platform.clinic_reactivated": "Clinic reactivated",
     "platform.admin_invited": "Clinic admin invited by an operator",
     "platform.domain_verified": "Custom domain checked",
+    "settings.profile_changed": "Clinic profile changed",
+    "settings.branding_changed": "Clinic branding changed",
+    "settings.processor_keys_changed": "Processor keys changed",
+    "settings.webhook_registered": "Processor webhook registered",
+    "settings.webhook_secret_changed": "Webhook signing secret changed",
+    "settings.policies_changed": "Clinic policies changed",
     "webhook.processed": "Processor webhook processed",
     "auth.login": "Signed in (password step)",
     "auth.login_failed": "Sign-in failed",

@@ -233,6 +233,16 @@ class ProcessorAccount(TenantOwnedModel):
     # What a failed CVC or postal-code check does.
     card_check_policy = models.CharField(max_length=16, choices=CardCheckPolicy.choices, default=CardCheckPolicy.FLAG)
     updated_at = models.DateTimeField(auto_now=True)
+    # Whether the keys are live-mode keys, as the processor reported when they were checked.
+    livemode = models.BooleanField(default=False)
+    # When the processor last accepted the secret key (the settings page's "Check keys").
+    keys_verified_at = models.DateTimeField(null=True, blank=True)
+    # When each secret was last set: the settings page shows these, never the secrets.
+    secret_key_set_at = models.DateTimeField(null=True, blank=True)
+    webhook_secret_set_at = models.DateTimeField(null=True, blank=True)
+    # The processor's id of the webhook endpoint registered through its API
+    # (blank when the admin pasted the signing secret by hand).
+    webhook_endpoint_id = models.CharField(max_length=255, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant"], name="processor_account_one_per_tenant")]

@@ -16,6 +16,7 @@ urlpatterns = [
     path("staff/keys/", include("security.urls")),
     path("staff/team/", include("security.urls_team")),
     path("staff/break-glass/", include("security.urls_breakglass")),
+    path("staff/settings/", include("portal.urls_settings")),
     path("staff/", include("portal.urls_staff")),
     path("platform/", include("portal.urls_platform")),
     path("", include("billing.urls_patient")),

@@ -38,6 +38,7 @@ PERMISSIONS: dict[str, str] = {
     "refunds.approve": "Approve or reject other people's refund requests",
     "disputes.manage": "See the clinic's disputes and their evidence due dates",
     "platform.clinics": "Onboard, edit, suspend and reactivate clinics, verify their domains and invite their first admin (platform operators, platform host)",
+    "settings.manage": "Change the clinic's profile, branding, processor keys and policies",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -59,6 +60,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     },
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
+
+# The clinic settings page (profile, branding, processor keys, policies): clinic admins.
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] = ROLE_PERMISSIONS[Role.CLINIC_ADMIN] | {"settings.manage"}
 
 # A platform operator with no membership at a clinic: only the break-glass page
 # there. "platform.clinics" guards the platform console, which only the

@@ -1,4 +1,4 @@
-"""Joins two migrations written side by side: the patient search keys and refunds with disputes."""
+"""Joins migrations written side by side: patient search keys, refunds with disputes, processor settings."""
 
 from django.db import migrations
 
@@ -7,6 +7,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("billing", "0006_patient_search_keys"),
         ("billing", "0006_refunds_disputes"),
+        ("billing", "0006_processor_account_settings"),
     ]
 
     operations: list[migrations.operations.base.Operation] = []

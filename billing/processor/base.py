@@ -7,7 +7,7 @@ Stripe's types.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +27,24 @@ class CardDeclined(ProcessorError):
         self.code = code
         self.decline_code = decline_code
         self.payment_intent_id = payment_intent_id
+
+
+class ProcessorKeyRefused(ProcessorError):
+    """The processor refused the secret key: unknown, revoked, or lacking permission.
+
+    `reason` is "authentication" (no such key) or "permission" (a restricted
+    key without the access the check needs).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EndpointApiUnavailable(ProcessorError):
+    """Webhook endpoints cannot be registered through the processor's API here
+    (localstripe does not implement it; a restricted key may lack the
+    permission). The admin registers the endpoint by hand instead."""
 
 
 class WebhookRejected(Exception):
@@ -101,6 +119,34 @@ class WebhookEvent:
     object_type: str
     object_id: str
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountCheck:
+    """What the processor says about the account a secret key belongs to."""
+
+    livemode: bool
+
+
+@dataclass(frozen=True)
+class EndpointSnapshot:
+    """A webhook endpoint the processor registered; `secret` signs its deliveries."""
+
+    id: str
+    url: str
+    secret: str
+
+
+class ProcessorAdmin(Protocol):
+    """Account-level calls made with a secret key before it is saved (clinic settings)."""
+
+    def check_account(self) -> AccountCheck:
+        """Prove the key works: raises ProcessorKeyRefused or ProcessorUnavailable."""
+        ...
+
+    def create_webhook_endpoint(self, *, url: str, events: Sequence[str], description: str) -> EndpointSnapshot:
+        """Register `url` for `events`; raises EndpointApiUnavailable when the API cannot."""
+        ...
 
 
 class Processor(Protocol):

@@ -69,6 +69,10 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
     account = ProcessorAccount.objects.filter(tenant=tenant).first()
     if account is None:
         raise WebhookRejected("tenant has no processor account")
+    if not account.webhook_secret:
+        # Until the clinic sets its signing secret, nothing can be verified:
+        # an empty key would let anyone sign (HMAC with an empty key).
+        raise WebhookRejected("tenant has no webhook signing secret")
     processor = get_processor(tenant)
     event = processor.parse_webhook(payload=payload, signature_header=signature_header, secret=account.webhook_secret)
 

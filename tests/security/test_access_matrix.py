@@ -44,6 +44,7 @@ NAV_SECTIONS: dict[str, str] = {
     "/staff/keys/": "keys.rotate",
     "/staff/team/": "staff.manage",
     "/staff/break-glass/": "platform.break_glass",
+    "/staff/settings/": "settings.manage",
 }
 
 _HREF = re.compile(r"""href\s*=\s*["']([^"']*)["']""")
