@@ -21,15 +21,14 @@ from audit.models import AuditEvent
 from audit.recorder import audit_record
 from billing.models import CardCheckPolicy, ProcessorAccount
 from portal.models import Tenant
+from security import lookup_policy
 from security.models import User
 
-# Guest look-up lockout bounds. SECURITY.md: at most 10 failures per
-# statement, then at least 30 minutes. The per-IP limit is per clinic and
-# higher (a clinic kiosk is one address for many patients, decision 0006),
-# but bounded so it still stops guessing.
-LOOKUP_STATEMENT_FAILURES = (1, 10)
-LOOKUP_LOCKOUT_MINUTES = (30, 1440)
-LOOKUP_IP_FAILURES = (10, 500)
+# Guest look-up lockout bounds, from the one place that defines them
+# (security.lookup_policy, which also clamps stored values on every look-up).
+LOOKUP_STATEMENT_FAILURES = (lookup_policy.STATEMENT_FAILURE_LIMIT_MIN, lookup_policy.STATEMENT_FAILURE_LIMIT_MAX)
+LOOKUP_LOCKOUT_MINUTES = (lookup_policy.LOCKOUT_MINUTES_MIN, lookup_policy.LOCKOUT_MINUTES_MAX)
+LOOKUP_IP_FAILURES = (lookup_policy.IP_FAILURE_LIMIT_MIN, lookup_policy.IP_FAILURE_LIMIT_MAX)
 # The largest minimum payment a clinic may ask for, in minor units.
 MINIMUM_PAYMENT_MAX_MINOR = 100_000
 
