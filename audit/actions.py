@@ -12,6 +12,7 @@ ACTIONS: dict[str, str] = {
     "payment.canceled": "A payment was canceled",
     "payment.flagged": "A payment was flagged by the card-check policy",
     "payment.processor_unavailable": "The processor could not be reached; nothing was charged",
+    "payment.staff_canceled": "Staff canceled a payment left waiting for the patient's 3-D Secure authentication",
     "receipt.viewed": "A receipt was viewed or downloaded",
     "webhook.processed": "A processor webhook event was processed",
     "auth.login": "A user passed the password step of signing in",

@@ -24,6 +24,7 @@ urlpatterns = [
     path("account/password/", auth_views.password_change, name="password-change"),
     path("account/recovery-codes/", auth_views.recovery_codes_new, name="recovery-codes"),
     path("payments/", billing_staff.payments, name="payments"),
+    path("payments/<uuid:payment_id>/cancel/", billing_staff.payment_cancel, name="payment-cancel"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
 ]

@@ -34,6 +34,7 @@ PERMISSIONS: dict[str, str] = {
     "keys.rotate": "See the clinic's data keys and rotations, and start a key rotation",
     "staff.manage": "Invite staff, change roles, deactivate, reset MFA and unlock accounts",
     "platform.break_glass": "Start and end emergency access to a clinic (platform operators)",
+    "payments.cancel": "Cancel a payment left waiting for the patient's 3-D Secure authentication",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -45,6 +46,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "keys.rotate", "staff.manage"},
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
+
+# Canceling a payment the patient abandoned at 3-D Secure charges and refunds
+# nothing: the desk that takes the patient's call may do it.
+for _role in (Role.FRONT_DESK, Role.BILLING_MANAGER, Role.CLINIC_ADMIN):
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | {"payments.cancel"}
 
 # A platform operator with no membership at a clinic: only the break-glass page.
 PLATFORM_OPERATOR_ROLE = "platform_operator"

@@ -27,7 +27,7 @@ from billing.services.checkout import (
     payment_refresh,
     payment_submit,
 )
-from billing.services.ledger import statement_balance, statement_payable
+from billing.services.ledger import statement_awaiting_patient, statement_balance, statement_payable
 from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimited, statement_lookup
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
 from billing.services.receipts import receipt_pdf
@@ -96,6 +96,8 @@ def _checkout_context(checkout: Checkout) -> dict[str, Any]:
         "balance": balance,
         "payable": payable,
         "in_flight": balance - payable if balance.minor_units > payable.minor_units else None,
+        # An earlier attempt left at 3-D Secure: paying now cancels it first.
+        "awaiting": statement_awaiting_patient(statement=statement),
         "succeeded_payments": Payment.objects.filter(checkout=checkout, status=PaymentStatus.SUCCEEDED).order_by(
             "-succeeded_at"
         ),
