@@ -32,7 +32,7 @@ from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimite
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
 from billing.services.receipts import receipt_pdf
 from portal.models import Tenant
-from portal.money import CURRENCY_SYMBOLS, Money
+from portal.money import CURRENCY_EXPONENTS, CURRENCY_SYMBOLS, Money
 from portal.net import client_ip
 from security.permissions import TENANT_HOST, public_view
 
@@ -56,7 +56,7 @@ def _tenant(request: HttpRequest) -> Tenant:
 def landing(request: HttpRequest) -> HttpResponse:
     """The clinic's page: look a statement up by number and date of birth."""
     tenant = _tenant(request)
-    form = StatementLookupForm(request.POST or None)
+    form = StatementLookupForm(request.POST or None, statement_number_hint=tenant.statement_number_hint)
     error = ""
     status = 200
     if request.method == "POST" and form.is_valid():
@@ -133,6 +133,9 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
                 "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
                 "fullAmount": context["payable"].input_value(),
                 "currencySymbol": CURRENCY_SYMBOLS[tenant.currency].strip(),
+                # How money is shown (portal.money.Money.__str__): prefix as printed, decimals.
+                "currencyPrefix": CURRENCY_SYMBOLS[context["payable"].currency],
+                "currencyExponent": CURRENCY_EXPONENTS[context["payable"].currency],
             },
         }
     )
