@@ -466,3 +466,42 @@ def test_the_pay_button_shows_the_typed_amount_as_money(pay_page, watch):
     page.fill("#amount-other", "5000")
     assert page.locator("#pay-button").inner_text().strip() == "Pay $5,000.00"
     watch.assert_clean()
+
+
+def test_staff_cancel_a_payment_abandoned_at_3d_secure(pay_page, live_server, clinic_a, watch):
+    from security.models import Role
+    from tests.e2e.test_staff_onboarding import enter_code, sign_in_password
+    from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+
+    page = pay_page()
+    fill_card(page, CARD_3DS)
+    submit(page)
+    page.get_by_role("button", name="Complete authentication").click()
+    page.get_by_role("button", name="Complete authentication").wait_for(state="visible")
+    [abandoned] = payments_of(clinic_a)
+    assert abandoned.status == PaymentStatus.REQUIRES_ACTION
+    context = page.context
+    page.close()
+
+    # The patient calls the clinic; the front desk cancels the payment.
+    desk = clinic_a.user(Role.FRONT_DESK)
+    device = totp_device(desk)
+    staff = context.new_page()
+    staff.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    base = live_url(live_server, clinic_a.tenant, "").rstrip("/")
+    sign_in_password(staff, base, desk.email, PERSONA_PASSWORD)
+    staff.wait_for_url(re.compile(r"/staff/mfa/"))
+    enter_code(staff, totp_code(device))
+    staff.wait_for_url(re.compile(r"/staff/$"))
+    staff.goto(f"{base}/staff/payments/")
+    row = staff.locator("tr", has_text="Awaiting authentication")
+    shoot_widths(staff, "3ds-abandoned-staff-list")
+    row.get_by_role("button", name=re.compile("Cancel")).click()
+    staff.get_by_text("was canceled").wait_for()
+    assert "Canceled" in staff.locator("tr", has_text="$125.00").first.inner_text()
+    shoot_widths(staff, "3ds-abandoned-staff-canceled")
+
+    [payment] = payments_of(clinic_a)
+    assert payment.status == PaymentStatus.CANCELED and payment.failure_code == "canceled_by_clinic"
+    assert balance_minor(clinic_a) == STATEMENT_TOTAL_MINOR
+    watch.assert_clean()
