@@ -25,7 +25,7 @@ from django.db import transaction
 from django.http import HttpRequest
 
 from audit.recorder import audit_record
-from billing.models import Payment, Statement
+from billing.models import Payment, PaymentStatus, Statement
 from billing.processor import Processor, ProcessorError, get_processor
 from billing.services.ledger import AWAITING_PATIENT_STATUSES
 from billing.services.payments import IntentMismatch, payment_apply_intent, payment_sync
@@ -76,9 +76,10 @@ def payment_release(
 
     Side effects: the cancel call (idempotency key `<attempt>-abandon`); on
     success the attempt becomes `canceled` with `reason`, audited as
-    `payment.canceled`, and `on_released` runs in that same transaction. When the processor refuses or is unreachable, the
-    attempt is re-read (it may have been authenticated meanwhile) and left as
-    the processor says; `released` is False.
+    `payment.canceled`, and `on_released` runs in that same transaction.
+    When the processor refuses or is unreachable, the attempt is re-read (it
+    may have been authenticated meanwhile) and left as the processor says;
+    `released` is False.
     """
     if not _is_awaiting_patient(payment):
         return Release(payment, released=False)
@@ -88,7 +89,7 @@ def payment_release(
         canceled = processor.cancel_payment(intent_id, idempotency_key=abandon_idempotency_key(payment))
     except ProcessorError as exc:
         logger.warning("awaiting payment not canceled", extra={"payment": str(payment.public_id), "error": str(exc)})
-        return Release(_reread(payment, processor), released=False)
+        return Release(_reread(payment, processor, source), released=False)
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
         if locked.status in AWAITING_PATIENT_STATUSES and not locked.failure_message:
@@ -102,17 +103,17 @@ def payment_release(
             logger.warning("canceled intent does not match its payment", extra={"payment": str(payment.public_id)})
             transaction.set_rollback(True)
             return Release(payment, released=False)
-        released = result.payment.status not in AWAITING_PATIENT_STATUSES
+        released = result.payment.status == PaymentStatus.CANCELED
         if released and on_released is not None:
             on_released(result.payment)
     return Release(result.payment, released=released)
 
 
-def _reread(payment: Payment, processor: Processor) -> Payment:
+def _reread(payment: Payment, processor: Processor, source: str) -> Payment:
     assert payment.processor_payment_intent_id
     try:
         intent = processor.retrieve_payment(payment.processor_payment_intent_id)
-        return payment_sync(payment=payment, intent=intent, processor=processor, source="checkout")
+        return payment_sync(payment=payment, intent=intent, processor=processor, source=source)
     except (ProcessorError, IntentMismatch):
         payment.refresh_from_db()
         return payment
