@@ -197,7 +197,8 @@ DEMO_CLINIC = DemoClinic(
             (DemoStatement("DC-100305", 7210, 2, "Telehealth visit"),),
         ),
     ),
-    statement_number_hint="DC-100234",
+    # Shaped like its statements, not one of them: a hint is stored in clear.
+    statement_number_hint="DC-100000",
     address_line1="1200 Example Avenue NW",
     address_line2="Suite 300",
     city="Washington",
@@ -240,7 +241,7 @@ NORTHSIDE_CLINIC = DemoClinic(
             (DemoStatement("NFP-20433", 6000, 4, "Sick visit copay"),),
         ),
     ),
-    # Its own numbering; shaped like its statements, not one of them.
+    # Its own numbering, shaped like its statements.
     statement_number_hint="NFP-20000",
 )
 

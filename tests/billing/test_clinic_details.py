@@ -63,7 +63,7 @@ def test_the_demo_seed_gives_each_clinic_its_own_profile(settings):
     with platform_scope():
         demo = Tenant.objects.get(slug=DEMO_CLINIC.slug)
         northside = Tenant.objects.get(slug=NORTHSIDE_CLINIC.slug)
-    assert demo.statement_number_hint == "DC-100234"
+    assert demo.statement_number_hint == "DC-100000"
     assert (demo.address_line1, demo.city, demo.state, demo.postal_code) == (
         "1200 Example Avenue NW",
         "Washington",
@@ -72,6 +72,10 @@ def test_the_demo_seed_gives_each_clinic_its_own_profile(settings):
     )
     assert northside.statement_number_hint.startswith("NFP-")
     assert northside.address_line1 == ""
+    # A hint is stored in clear, so it is never one of the clinic's real statement numbers.
+    for spec, tenant in ((DEMO_CLINIC, demo), (NORTHSIDE_CLINIC, northside)):
+        numbers = {statement.number for patient in spec.patients for statement in patient.statements}
+        assert tenant.statement_number_hint not in numbers
 
     # A value someone changed is kept by a second run; a blanked one is filled again.
     _set(demo, statement_number_hint="DC-999999", address_line2="")
