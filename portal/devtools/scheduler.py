@@ -132,6 +132,9 @@ def run_celery_task(name: str) -> None:
 
     from portal.celery import app
 
+    # What a worker does at start: import every app's tasks module (Celery's
+    # autodiscovery is lazy), so tasks nothing in this process imported are known.
+    app.loader.import_default_modules()
     try:
         app.tasks[name].apply(throw=True)
     finally:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -103,3 +106,33 @@ def test_the_thread_starts_and_stops():
     scheduler.start()
     scheduler.stop(timeout=5)
     assert scheduler._thread is not None and not scheduler._thread.is_alive()
+
+
+def test_the_devstack_process_knows_the_scheduled_tasks_without_importing_them(tmp_path):
+    # A fresh interpreter, as the devstack is: nothing has imported billing.tasks,
+    # and Celery's autodiscovery is lazy.
+    code = (
+        "import django; django.setup()\n"
+        "from portal.celery import app\n"
+        "from portal.devtools.scheduler import run_celery_task\n"
+        "assert 'billing.tasks.payments_settle_stuck' not in app.tasks\n"
+        "try:\n"
+        "    run_celery_task('billing.tasks.payments_settle_stuck')\n"
+        "except Exception as exc:\n"
+        "    print('ran-into', type(exc).__name__)\n"
+        "print('registered', 'billing.tasks.payments_settle_stuck' in app.tasks)\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+        "SETTLE_ENV": "development",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        # An empty database of its own: the task runs and finds no tables, touching nothing shared.
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        "SETTLE_VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "registered True" in result.stdout, result.stdout + result.stderr
+    # It got as far as running the task (which then finds an empty database).
+    assert "NotRegistered" not in result.stdout + result.stderr
