@@ -48,3 +48,11 @@ def access_patient_by_uuid(*, tenant: Tenant, uuid: UUID) -> Patient:
     if patient is None:
         raise Http404
     return patient
+
+
+def access_staff_payment_by_uuid(*, tenant: Tenant, uuid: UUID) -> Payment:
+    """A payment of this clinic, for staff. Callers have checked the payment permission."""
+    payment = Payment.objects.select_related("tenant", "checkout").filter(tenant=tenant, public_id=uuid).first()
+    if payment is None:
+        raise Http404
+    return payment

@@ -90,6 +90,14 @@ class DemoClinic:
     card_check_policy: str
     staff: tuple[DemoStaff, ...]
     patients: tuple[DemoPatient, ...]
+    # The clinic's profile (portal.models.Tenant): the look-up form's example
+    # statement number and the postal address printed on receipts.
+    statement_number_hint: str = ""
+    address_line1: str = ""
+    address_line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
 
     @property
     def publishable_key(self) -> str:
@@ -189,6 +197,13 @@ DEMO_CLINIC = DemoClinic(
             (DemoStatement("DC-100305", 7210, 2, "Telehealth visit"),),
         ),
     ),
+    # Shaped like its statements, not one of them: a hint is stored in clear.
+    statement_number_hint="DC-100000",
+    address_line1="1200 Example Avenue NW",
+    address_line2="Suite 300",
+    city="Washington",
+    state="DC",
+    postal_code="20005",
 )
 
 NORTHSIDE_CLINIC = DemoClinic(
@@ -226,6 +241,8 @@ NORTHSIDE_CLINIC = DemoClinic(
             (DemoStatement("NFP-20433", 6000, 4, "Sick visit copay"),),
         ),
     ),
+    # Its own numbering, shaped like its statements.
+    statement_number_hint="NFP-20000",
 )
 
 DEMO_CLINICS: tuple[DemoClinic, ...] = (DEMO_CLINIC, NORTHSIDE_CLINIC)
@@ -304,6 +321,22 @@ def _user_ensure(*, email: str, full_name: str, password: str, result: DemoSeedR
     return user
 
 
+PROFILE_FIELDS = ("statement_number_hint", "address_line1", "address_line2", "city", "state", "postal_code")
+
+
+def _profile_fill(*, tenant: Tenant, spec: DemoClinic, result: DemoSeedResult) -> None:
+    """Set the profile fields the clinic left blank (a database seeded before
+    they existed gets them too); a value someone set is never overwritten."""
+    missing = [name for name in PROFILE_FIELDS if getattr(spec, name) and not getattr(tenant, name)]
+    if not missing:
+        return
+    for name in missing:
+        setattr(tenant, name, getattr(spec, name))
+    tenant.full_clean()
+    tenant.save(update_fields=missing)
+    result._count("clinic profiles")
+
+
 def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, result: DemoSeedResult) -> SeededClinic:
     created_before = sum(result.created.values())
     tenant = Tenant.objects.filter(slug=spec.slug).first()
@@ -319,6 +352,7 @@ def _clinic_seed(*, spec: DemoClinic, today: datetime.date, password: str, resul
             support_email=spec.support_email,
         )
         result._count("tenants")
+    _profile_fill(tenant=tenant, spec=spec, result=result)
 
     logins: list[SeededLogin] = []
     for staff in spec.staff:

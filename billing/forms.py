@@ -14,7 +14,7 @@ class StatementLookupForm(forms.Form):
     statement_number = forms.CharField(
         label="Statement number",
         max_length=32,
-        help_text="Printed at the top right of your statement, e.g. DC-100234.",
+        help_text="Printed at the top right of your statement.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
     )
     date_of_birth = forms.DateField(
@@ -24,6 +24,14 @@ class StatementLookupForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}, format="%Y-%m-%d"),
         error_messages={"invalid": "Enter the date of birth as shown, for example 03/14/1985."},
     )
+
+    def __init__(self, *args: Any, statement_number_hint: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The clinic's own example (Tenant.statement_number_hint); none when it set none,
+        # since another clinic's format would mislead its patients.
+        if statement_number_hint:
+            field = self.fields["statement_number"]
+            field.help_text = f"Printed at the top right of your statement, e.g. {statement_number_hint}."
 
 
 class PaymentSubmitForm(forms.Form):

@@ -6,7 +6,9 @@ In order: checks that 127.0.0.1:8000 and 127.0.0.1:8420 are free, migrates
 the database (SQLite in var/ unless DATABASE_URL says otherwise), seeds the
 demo clinics (billing.demo), starts localstripe on loopback with a fresh store
 of its own under var/, registers each clinic's webhook with it, starts
-`manage.py runserver 127.0.0.1:8000` and prints a banner with the URLs, a demo
+`manage.py runserver 127.0.0.1:8000`, starts the in-process scheduler that
+runs CELERY_BEAT_SCHEDULE's periodic tasks (there is no beat here; see
+portal.devtools.scheduler) and prints a banner with the URLs, a demo
 statement, test cards and logins. Ctrl-C (SIGINT) or SIGTERM stops every child
 and exits 0; if a child dies on its own, the others are stopped and the exit
 status is 1.
@@ -42,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from portal.devtools.scheduler import DevScheduler, scheduler_from_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -259,7 +263,7 @@ def _database_label(database: Mapping[str, Any]) -> str:
     return f"{database['NAME']} on {database.get('HOST') or 'localhost'}:{database.get('PORT') or 5432}"
 
 
-def banner(result: Any, store: Path, reload: bool) -> str:
+def banner(result: Any, store: Path, reload: bool, scheduler: DevScheduler | None = None) -> str:
     from django.conf import settings
 
     demo = result.clinics[0]
@@ -303,8 +307,10 @@ def banner(result: Any, store: Path, reload: bool) -> str:
         f"  Web server       runserver on {WEB_BASE} ({'autoreload on' if reload else 'autoreload off'})",
         f"  Sent email       {_shown_path(Path(str(settings.EMAIL_FILE_PATH)))}/  (invitations, password reset links)",
     ]
+    if scheduler is not None:
+        lines.append(f"  Scheduler        in this process, Celery beat's schedule: {scheduler.describe()}")
     if os.environ.get("REDIS_URL"):
-        lines.append("  Note             REDIS_URL is set: tasks go to Redis; start a worker yourself.")
+        lines.append("  Note             REDIS_URL is set: tasks go to Redis; start a worker and a beat yourself.")
     lines.append(rule)
     return "\n".join(lines)
 
@@ -330,6 +336,7 @@ def run(*, reload: bool) -> int:
     os.environ.update(STACK_ENVIRONMENT)
     env = dict(os.environ)
     children: list[Child] = []
+    scheduler: DevScheduler | None = None
     exit_status = 0
     try:
         check_ports()
@@ -374,8 +381,13 @@ def run(*, reload: bool) -> int:
         children.append(web)
         wait_until_answers(web, f"{WEB_BASE}/healthz")
 
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # No beat here: run CELERY_BEAT_SCHEDULE's tasks in this process (portal.devtools.scheduler).
+            scheduler = scheduler_from_settings(say=say)
+            scheduler.start()
+
         say("")
-        say(banner(result, store, reload))
+        say(banner(result, store, reload, scheduler))
         while True:
             for child in children:
                 if not child.running:
@@ -392,6 +404,9 @@ def run(*, reload: bool) -> int:
         # Signals arriving while we clean up must not cut the clean-up short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if scheduler is not None:
+            say("    stopping the scheduler")
+            scheduler.stop()
         for child in reversed(children):
             say(f"    stopping {child.name}")
             stop_child(child)

@@ -36,6 +36,7 @@ urlpatterns = [
     path("refunds/<uuid:refund_id>/reject/", staff_refunds.refund_reject_view, name="refund-reject"),
     path("refunds/<uuid:refund_id>/receipt/", staff_refunds.refund_receipt, name="refund-receipt"),
     path("refunds/<uuid:refund_id>/receipt.pdf", staff_refunds.refund_receipt_pdf_view, name="refund-receipt-pdf"),
+    path("payments/<uuid:payment_id>/cancel/", billing_staff.payment_cancel, name="payment-cancel"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
 ]

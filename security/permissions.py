@@ -39,6 +39,7 @@ PERMISSIONS: dict[str, str] = {
     "disputes.manage": "See the clinic's disputes and their evidence due dates",
     "platform.clinics": "Onboard, edit, suspend and reactivate clinics, verify their domains and invite their first admin (platform operators, platform host)",
     "settings.manage": "Change the clinic's profile, branding, processor keys and policies",
+    "payments.cancel": "Cancel a payment left waiting for the patient's 3-D Secure authentication",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -63,6 +64,11 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 
 # The clinic settings page (profile, branding, processor keys, policies): clinic admins.
 ROLE_PERMISSIONS[Role.CLINIC_ADMIN] = ROLE_PERMISSIONS[Role.CLINIC_ADMIN] | {"settings.manage"}
+
+# Canceling a payment the patient abandoned at 3-D Secure charges and refunds
+# nothing: the desk that takes the patient's call may do it.
+for _role in (Role.FRONT_DESK, Role.BILLING_MANAGER, Role.CLINIC_ADMIN):
+    ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | {"payments.cancel"}
 
 # A platform operator with no membership at a clinic: only the break-glass page
 # there. "platform.clinics" guards the platform console, which only the

@@ -18,6 +18,7 @@ from audit.models import Outcome
 from audit.recorder import audit_record
 from billing.models import Checkout, Payment, PaymentStatus, ProcessorAccount, Statement
 from billing.processor import CardDeclined, ProcessorError, ProcessorUnavailable, get_processor
+from billing.services.abandon import payments_release_awaiting
 from billing.services.ledger import statement_payable
 from billing.services.payment_states import GENERIC_FAILURE_MESSAGE, UNAVAILABLE_MESSAGE
 from billing.services.payments import (
@@ -36,6 +37,12 @@ CHECKOUT_LIFETIME = timedelta(hours=2)
 SUBMISSIONS_PER_IP_PER_HOUR = 20
 SUBMISSIONS_PER_SESSION_PER_HOUR = 10
 SUBMISSIONS_PER_STATEMENT_PER_HOUR = 10
+
+
+STILL_AWAITING_MESSAGE = (
+    "An earlier payment on this statement is still waiting for your bank's confirmation and we could not "
+    "cancel it just now. You have not been charged again. Please try again in a few minutes."
+)
 
 
 class CheckoutError(Exception):
@@ -129,7 +136,12 @@ def _validate_amount(*, tenant: Tenant, statement: Statement, amount_text: str) 
         amount = Money.parse(amount_text, statement.currency)
     except MoneyParseError as exc:
         raise CheckoutError(str(exc), field="amount") from None
-    payable = statement_payable(statement=statement)
+    shown = statement_payable(statement=statement)
+    # Attempts awaiting authentication were canceled before we got here; one
+    # whose cancel failed could still be confirmed, so it holds its amount.
+    payable = statement_payable(statement=statement, include_awaiting_patient=True)
+    if amount.minor_units > 0 and payable < amount <= shown:
+        raise CheckoutError(STILL_AWAITING_MESSAGE)
     if payable.minor_units <= 0:
         raise CheckoutError("This statement has nothing left to pay.", field="amount")
     if amount.minor_units <= 0:
@@ -228,12 +240,19 @@ def payment_submit(
     """Charge the card tokenized into `setup_intent_id` for `amount_text`.
 
     The amount is validated against the live balance (less attempts in
-    flight); the browser decides nothing else. Raises CheckoutError for bad
-    input (nothing recorded or charged).
+    flight); the browser decides nothing else. Earlier attempts of the
+    statement still awaiting 3-D Secure are canceled at the processor first
+    (billing.services.abandon). Raises CheckoutError for bad input (nothing
+    recorded or charged).
     """
     if not checkout_is_open(checkout):
         raise CheckoutExpired("This payment page has expired. Please look your statement up again.")
     _check_rate_limits(checkout=checkout, ip=ip, session_key=session_key)
+    # Cancel first: an earlier attempt left at 3-D Secure (the tab was closed)
+    # is canceled at the processor before this one can be charged. Only for the
+    # card form this checkout issued: a stale or made-up one cancels nothing.
+    if setup_intent_id and setup_intent_id == checkout.setup_intent_id:
+        payments_release_awaiting(tenant=tenant, statement=checkout.statement, keep_setup_intent_id=setup_intent_id)
     payment, should_call = _claim_attempt(
         tenant=tenant, checkout=checkout, amount_text=amount_text, setup_intent_id=setup_intent_id
     )

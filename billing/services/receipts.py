@@ -8,6 +8,7 @@ from fpdf import FPDF
 
 from billing.models import Payment
 from billing.services.ledger import statement_balance
+from portal.models import Tenant
 
 
 def _latin1(text: str) -> str:
@@ -18,6 +19,14 @@ def _latin1(text: str) -> str:
 def _hex_to_rgb(colour: str) -> tuple[int, int, int]:
     colour = colour.lstrip("#")
     return int(colour[0:2], 16), int(colour[2:4], 16), int(colour[4:6], 16)
+
+
+def clinic_address_lines(tenant: Tenant) -> list[str]:
+    """The clinic's postal address as printed: only the parts it has set."""
+    city_line = ", ".join(
+        part for part in (tenant.city, " ".join(p for p in (tenant.state, tenant.postal_code) if p)) if part
+    )
+    return [line for line in (tenant.address_line1, tenant.address_line2, city_line) if line]
 
 
 def receipt_pdf(*, payment: Payment) -> bytes:
@@ -39,6 +48,12 @@ def receipt_pdf(*, payment: Payment) -> bytes:
     pdf.set_y(28)
     pdf.set_font("Helvetica", "B", 18)
     pdf.cell(0, 10, _latin1(tenant.name), new_x="LMARGIN", new_y="NEXT")
+    address = clinic_address_lines(tenant)
+    if address:
+        pdf.set_font("Helvetica", "", 10)
+        for line in address:
+            pdf.cell(0, 5, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
     pdf.set_font("Helvetica", "", 12)
     pdf.cell(0, 8, "Payment receipt", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
@@ -52,6 +67,9 @@ def receipt_pdf(*, payment: Payment) -> bytes:
         ("Paid with", f"{(payment.card_brand or 'Card').title()} ending in {payment.card_last4 or '----'}"),
         ("Remaining balance on this statement", str(remaining)),
     ]
+    if payment.processor_payment_intent_id:
+        # What the clinic quotes to the processor about this payment (an opaque id).
+        rows.append(("Processor reference", payment.processor_payment_intent_id))
     for label, value in rows:
         pdf.set_font("Helvetica", "B", 11)
         pdf.cell(80, 9, _latin1(label))

@@ -9,7 +9,9 @@ from django.utils import timezone
 
 from billing.models import Payment, PaymentStatus
 from billing.processor import ProcessorError, get_processor
-from billing.services.payments import IntentMismatch, payment_apply_intent, payment_sync
+from billing.services.abandon import payment_release
+from billing.services.ledger import AWAITING_PATIENT_STATUSES
+from billing.services.payments import IntentMismatch, payment_sync
 from portal.models import Tenant
 from portal.tenancy.context import tenant_scope
 
@@ -18,7 +20,8 @@ logger = logging.getLogger(__name__)
 # A payment still unsettled this long after its last change is retrieved.
 STUCK_AFTER = timedelta(minutes=10)
 # An attempt still waiting for the patient (3-D Secure never finished) this
-# long after it began is canceled, so its amount stops holding the balance.
+# long after it began is canceled at the processor, so an old tab can no
+# longer confirm it. (It holds no part of the balance meanwhile.)
 ABANDONED_AFTER = timedelta(hours=1)
 STUCK_STATUSES = (
     PaymentStatus.CREATED,
@@ -27,7 +30,7 @@ STUCK_STATUSES = (
     PaymentStatus.PROCESSING,
     PaymentStatus.REQUIRES_CAPTURE,
 )
-WAITING_FOR_PATIENT = (PaymentStatus.REQUIRES_ACTION, PaymentStatus.REQUIRES_CONFIRMATION)
+WAITING_FOR_PATIENT = AWAITING_PATIENT_STATUSES
 
 
 def payments_settle_stuck_for_tenant(
@@ -58,11 +61,7 @@ def payments_settle_stuck_for_tenant(
                 intent = processor.retrieve_payment(intent_id)
                 payment = payment_sync(payment=payment, intent=intent, processor=processor, source="sweep")
                 if payment.status in WAITING_FOR_PATIENT and payment.created_at < now - abandoned_after:
-                    canceled = processor.cancel_payment(
-                        intent_id,
-                        idempotency_key=f"{payment.idempotency_key_base}-abandon",
-                    )
-                    payment_apply_intent(payment_id=payment.pk, intent=canceled, source="sweep")
+                    payment_release(payment=payment, processor=processor, reason="abandoned", source="sweep")
                 checked += 1
             except (ProcessorError, IntentMismatch) as exc:
                 logger.warning(

@@ -27,12 +27,12 @@ from billing.services.checkout import (
     payment_refresh,
     payment_submit,
 )
-from billing.services.ledger import statement_balance, statement_payable
+from billing.services.ledger import statement_awaiting_patient, statement_balance, statement_payable
 from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimited, statement_lookup
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
 from billing.services.receipts import receipt_pdf
 from portal.models import Tenant
-from portal.money import CURRENCY_SYMBOLS, Money
+from portal.money import CURRENCY_EXPONENTS, CURRENCY_SYMBOLS, Money
 from portal.net import client_ip
 from security.permissions import TENANT_HOST, public_view
 
@@ -64,7 +64,7 @@ def _tenant(request: HttpRequest) -> Tenant:
 def landing(request: HttpRequest) -> HttpResponse:
     """The clinic's page: look a statement up by number and date of birth."""
     tenant = _tenant(request)
-    form = StatementLookupForm(request.POST or None)
+    form = StatementLookupForm(request.POST or None, statement_number_hint=tenant.statement_number_hint)
     error = ""
     status = 200
     if request.method == "POST" and form.is_valid():
@@ -104,6 +104,8 @@ def _checkout_context(checkout: Checkout) -> dict[str, Any]:
         "balance": balance,
         "payable": payable,
         "in_flight": balance - payable if balance.minor_units > payable.minor_units else None,
+        # An earlier attempt left at 3-D Secure: paying now cancels it first.
+        "awaiting": statement_awaiting_patient(statement=statement),
         "succeeded_payments": Payment.objects.filter(checkout=checkout, status=PaymentStatus.SUCCEEDED).order_by(
             "-succeeded_at"
         ),
@@ -139,6 +141,9 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
                 "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
                 "fullAmount": context["payable"].input_value(),
                 "currencySymbol": CURRENCY_SYMBOLS[tenant.currency].strip(),
+                # How money is shown (portal.money.Money.__str__): prefix as printed, decimals.
+                "currencyPrefix": CURRENCY_SYMBOLS[context["payable"].currency],
+                "currencyExponent": CURRENCY_EXPONENTS[context["payable"].currency],
             },
         }
     )

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.contrib import messages
 from django.core.paginator import Page, Paginator
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.recorder import audit_record
-from billing.access import access_patient_by_uuid
+from billing.access import access_patient_by_uuid, access_staff_payment_by_uuid
 from billing.forms import PatientSearchForm
 from billing.models import LedgerEntry, Patient, Payment
-from billing.services.ledger import patient_balance
+from billing.services.abandon import PaymentCancelFailed, PaymentNotCancelable, payment_staff_cancel
+from billing.services.ledger import AWAITING_PATIENT_STATUSES, patient_balance
 from billing.services.patient_search import patient_search, patients_newest_first
 from security.permissions import require_permission
 
@@ -96,7 +98,37 @@ def payments(request: HttpRequest) -> HttpResponse:
         request=request,
         details={"patients": sorted({str(p.patient.public_id) for p in rows})},
     )
-    return render(request, "billing/staff/payments.html", {"payments": rows})
+    context = {"payments": rows, "awaiting_statuses": AWAITING_PATIENT_STATUSES}
+    return render(request, "billing/staff/payments.html", context)
+
+
+@require_permission("payments.cancel")
+@require_POST
+def payment_cancel(request: HttpRequest, payment_id: UUID) -> HttpResponse:
+    """Cancel a payment left waiting for the patient's 3-D Secure authentication."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    payment = access_staff_payment_by_uuid(tenant=tenant, uuid=payment_id)
+    try:
+        payment_staff_cancel(
+            tenant=tenant,
+            actor=request.user,  # type: ignore[arg-type]
+            actor_role=request.access.role,  # type: ignore[attr-defined]
+            payment=payment,
+            request=request,
+        )
+    except PaymentNotCancelable:
+        messages.error(request, f"The payment of {payment.amount} is not waiting for authentication. Nothing changed.")
+    except PaymentCancelFailed:
+        messages.error(
+            request,
+            f"The payment processor did not cancel the payment of {payment.amount}. Nothing changed; "
+            "please try again in a few minutes.",
+        )
+    else:
+        messages.success(
+            request, f"The payment of {payment.amount} was canceled. The patient was not charged and can pay again."
+        )
+    return redirect("staff:payments")
 
 
 @require_permission("patients.view")

@@ -63,11 +63,27 @@
     const choice = form.querySelector("input[name=amount_choice]:checked").value;
     return choice === "full" ? config.fullAmount : otherInput.value.trim();
   }
+  // What the patient typed, shown as the server shows money (portal.money):
+  // the clinic's currency prefix, thousands separators and the currency's
+  // decimals ("5000" -> "$5,000.00"). "" when it is not an amount yet. String
+  // arithmetic only, so no float ever rounds what is shown.
+  function formatTyped(text) {
+    const exponent = config.currencyExponent;
+    let cleaned = text.trim().replace(/,/g, "");
+    const prefix = config.currencySymbol;
+    if (prefix && cleaned.indexOf(prefix) === 0) cleaned = cleaned.slice(prefix.length).trim();
+    const match = /^([0-9]*)(?:\.([0-9]*))?$/.exec(cleaned);
+    if (!match || (match[1] === "" && !match[2])) return "";
+    const fraction = match[2] || "";
+    if (fraction.length > exponent) return "";
+    const whole = (match[1].replace(/^0+(?=[0-9])/, "") || "0").replace(/\B(?=([0-9]{3})+(?![0-9]))/g, ",");
+    const decimals = exponent ? "." + (fraction + "0".repeat(exponent)).slice(0, exponent) : "";
+    return config.currencyPrefix + whole + decimals;
+  }
   // The button says what will be charged. The server re-validates the amount.
   function syncPayLabel() {
     const other = form.querySelector("input[name=amount_choice]:checked").value === "other";
-    const typed = otherInput.value.trim().replace(/^[^0-9.]+/, "");
-    payLabel = other ? (typed && /^[0-9,]*\.?[0-9]*$/.test(typed) ? config.currencySymbol + typed : "") : fullLabel;
+    payLabel = other ? formatTyped(otherInput.value) : fullLabel;
     if (!busy) payAmount.textContent = payLabel;
   }
   function syncAmountChoice() {

@@ -38,6 +38,8 @@ class FakeProcessor:
     refund_delay: float = 0.0
     refunds: dict[str, RefundSnapshot] = field(default_factory=dict)
     disputes: dict[str, DisputeSnapshot] = field(default_factory=dict)
+    # Raised by the next cancel_payment calls instead of canceling (e.g. ProcessorUnavailable).
+    cancel_error: Exception | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     intents: dict[str, IntentSnapshot] = field(default_factory=dict)
     setups: dict[str, SetupSnapshot] = field(default_factory=dict)
@@ -144,6 +146,8 @@ class FakeProcessor:
 
     def cancel_payment(self, payment_intent_id: str, *, idempotency_key: str) -> IntentSnapshot:
         self.calls.append(("cancel_payment", {"id": payment_intent_id, "idempotency_key": idempotency_key}))
+        if self.cancel_error is not None:
+            raise self.cancel_error
         return self.set_intent_status(payment_intent_id, "canceled")
 
     # --- Refunds ------------------------------------------------------------

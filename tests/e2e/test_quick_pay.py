@@ -388,3 +388,120 @@ def test_wrong_date_of_birth_gets_the_generic_message(page, live_server, clinic_
     with tenant_scope(clinic_a.tenant):
         assert not Payment.objects.exists()
     watch.assert_clean()
+
+
+def shoot_widths(page: Page, name: str) -> list[Path]:
+    """Full-page screenshots at desktop (1280 px) and phone (390 px) widths."""
+    paths = []
+    for width, height in ((1280, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        paths.append(shoot(page, f"{name}-{width}"))
+    page.set_viewport_size({"width": 1280, "height": 900})
+    return paths
+
+
+def test_3d_secure_abandoned_then_paid_again_at_once(pay_page, live_server, clinic_a, watch):
+    from billing.processor import get_processor
+
+    page = pay_page()
+    fill_card(page, CARD_3DS)
+    submit(page)
+    # The card is saved (first prompt), then the bank asks about the payment...
+    page.get_by_role("button", name="Complete authentication").click()
+    page.get_by_role("button", name="Complete authentication").wait_for(state="visible")
+    [abandoned] = payments_of(clinic_a)
+    assert abandoned.status == PaymentStatus.REQUIRES_ACTION
+    shoot(page, "3ds-abandoned-prompt")
+    # ...and the patient closes the tab.
+    context = page.context
+    page.close()
+
+    # They come back at once: the statement is payable in full, with a note.
+    again = context.new_page()
+    again.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    lookup(again, live_server, clinic_a, number=clinic_a.statement.number, dob=DOB)
+    again.wait_for_url(PAY_URL)
+    again.locator("#card-element input[placeholder=number]").wait_for(state="visible")
+    heading = again.locator("h1").inner_text()
+    assert heading.startswith("Hello"), heading
+    assert "Nothing to pay" not in again.content()
+    assert again.locator("#pay-amount").inner_text().strip() == "$125.00"
+    note = again.locator("#awaiting-note").inner_text()
+    assert "An earlier payment of $125.00 was not finished" in note and "only charged once" in note
+    shoot_widths(again, "3ds-abandoned-come-back")
+
+    fill_card(again, CARD_3DS)
+    submit(again)
+    answer_3ds(again, complete=True, stop="#receipt-number")
+    assert_receipt(again, amount="$125.00", remaining="$0.00")
+    shoot_widths(again, "3ds-abandoned-paid-again")
+
+    first, second = payments_of(clinic_a)
+    assert first.pk == abandoned.pk
+    assert first.status == PaymentStatus.CANCELED and first.failure_code == "replaced"
+    assert second.status == PaymentStatus.SUCCEEDED
+    [entry] = payment_entries_of(clinic_a)
+    assert entry.payment_id == second.pk
+    assert balance_minor(clinic_a) == 0
+    with tenant_scope(clinic_a.tenant):
+        # Canceled at the processor too: the old tab can never charge it.
+        assert get_processor(clinic_a.tenant).retrieve_payment(first.processor_payment_intent_id).status == "canceled"
+    watch.assert_clean()
+
+
+def test_the_pay_button_shows_the_typed_amount_as_money(pay_page, watch):
+    page = pay_page()
+    page.get_by_label("Pay another amount").check()
+    label = page.locator("#pay-amount")
+    for typed, shown in (
+        ("5000", "$5,000.00"),
+        ("1234.5", "$1,234.50"),
+        ("$75", "$75.00"),
+        ("0.5", "$0.50"),
+        ("12.345", ""),
+        ("abc", ""),
+    ):
+        page.fill("#amount-other", typed)
+        assert label.inner_text().strip() == shown, typed
+    page.fill("#amount-other", "5000")
+    assert page.locator("#pay-button").inner_text().strip() == "Pay $5,000.00"
+    watch.assert_clean()
+
+
+def test_staff_cancel_a_payment_abandoned_at_3d_secure(pay_page, live_server, clinic_a, watch):
+    from security.models import Role
+    from tests.e2e.test_staff_onboarding import enter_code, sign_in_password
+    from tests.factories import PERSONA_PASSWORD, totp_code, totp_device
+
+    page = pay_page()
+    fill_card(page, CARD_3DS)
+    submit(page)
+    page.get_by_role("button", name="Complete authentication").click()
+    page.get_by_role("button", name="Complete authentication").wait_for(state="visible")
+    [abandoned] = payments_of(clinic_a)
+    assert abandoned.status == PaymentStatus.REQUIRES_ACTION
+    context = page.context
+    page.close()
+
+    # The patient calls the clinic; the front desk cancels the payment.
+    desk = clinic_a.user(Role.FRONT_DESK)
+    device = totp_device(desk)
+    staff = context.new_page()
+    staff.on("pageerror", lambda error: watch.page_errors.append(str(error)))
+    base = live_url(live_server, clinic_a.tenant, "").rstrip("/")
+    sign_in_password(staff, base, desk.email, PERSONA_PASSWORD)
+    staff.wait_for_url(re.compile(r"/staff/mfa/"))
+    enter_code(staff, totp_code(device))
+    staff.wait_for_url(re.compile(r"/staff/$"))
+    staff.goto(f"{base}/staff/payments/")
+    row = staff.locator("tr", has_text="Awaiting authentication")
+    shoot_widths(staff, "3ds-abandoned-staff-list")
+    row.get_by_role("button", name=re.compile("Cancel")).click()
+    staff.get_by_text("was canceled").wait_for()
+    assert "Canceled" in staff.locator("tr", has_text="$125.00").first.inner_text()
+    shoot_widths(staff, "3ds-abandoned-staff-canceled")
+
+    [payment] = payments_of(clinic_a)
+    assert payment.status == PaymentStatus.CANCELED and payment.failure_code == "canceled_by_clinic"
+    assert balance_minor(clinic_a) == STATEMENT_TOTAL_MINOR
+    watch.assert_clean()
