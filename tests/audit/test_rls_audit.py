@@ -36,6 +36,7 @@ AUDIT_TABLES = (
     "audit_auditexport",
     "audit_auditexportlink",
     "audit_auditverification",
+    "audit_auditcheckpointanchor",
 )
 
 
