@@ -116,23 +116,6 @@ def read_anchor_path(path: Path) -> list[tuple[str, Checkpoint]]:
     return read_anchor_file(path)
 
 
-def within(anchors: AnchorSet, *, first: int, last: int) -> AnchorSet:
-    """The anchors a chain segment of sequences first..last must agree with.
-
-    Anchored sequences outside the segment are dropped (another export or the
-    archive holds them); the latest anchor stays unless it lies before the
-    segment: beyond `last` it proves the segment was cut short. Callers
-    first keep only anchors signed before the segment's end
-    (`signed_before`): such an anchor covers an event that happened before
-    that end, so the segment must reach it.
-    """
-    kept = AnchorSet(source=anchors.source, problems=list(anchors.problems))
-    kept.sequences = {s for s in anchors.sequences if first <= s <= last}
-    if anchors.latest is not None and anchors.latest.sequence >= first - 1:
-        kept.latest = anchors.latest
-    return kept
-
-
 def signed_before(anchors: Iterable[tuple[str, Checkpoint]], *, before: str | None) -> list[tuple[str, Checkpoint]]:
     """Only the anchors signed before `before` (canonical times compare as text); all when None."""
     return [(c, a) for c, a in anchors if before is None or a.signed_at < before]

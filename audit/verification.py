@@ -38,6 +38,16 @@ MAX_PROBLEMS = 50
 CHECKPOINT_ACTION = "audit.checkpoint_signed"
 
 
+def reaches_its_generation(header: Mapping[str, Any]) -> bool:
+    """Whether an export's range ends after it was generated, so it holds every event then committed.
+
+    Canonical times compare as text. Its checkpoints and anchors were read
+    before its events, so the event recording each checkpoint is in it too.
+    """
+    end, generated = header.get("to"), header.get("generated_at")
+    return isinstance(end, str) and isinstance(generated, str) and end >= generated
+
+
 @dataclass(frozen=True)
 class Problem:
     sequence: int
@@ -116,9 +126,13 @@ class ChainVerifier:
         checkpoints: Iterable[Checkpoint] = (),
         signer: SignatureVerifier | None = None,
         anchors: AnchorSet | None = None,
+        complete: bool = False,
     ) -> None:
         """`checkpoints`: the signed checkpoints stored with the chain (rows, or an export's lines).
-        `anchors`: what the external anchor store holds for this chain, if one was read."""
+        `anchors`: what the external anchor store holds for this chain, if one was read.
+        `complete`: the events fed reach everything the chain held when they were read (the whole
+        chain in place, or an export whose range reaches its generation time)."""
+        self._complete = complete
         self.result = VerificationResult(chain=chain, last_sequence=start_sequence - 1, last_hash=start_prev_hash)
         self._start_sequence = start_sequence
         self._start_prev_hash = start_prev_hash
@@ -130,6 +144,7 @@ class ChainVerifier:
         # each must be recorded by the event after it.
         self._known: set[int] = set()
         self._anchored: set[int] = set()
+        self._anchored_sequences: set[int] = set()
         self.result.signatures_checked = signer is not None
         for checkpoint in checkpoints:
             self._known.add(checkpoint.sequence)
@@ -179,14 +194,7 @@ class ChainVerifier:
         self.result.anchor_source = source
         for message in anchors.problems:
             self.problem(self._start_sequence, "anchor_store", f"{message} ({source}): anchors were tampered with")
-        for sequence in sorted(anchors.sequences):
-            if sequence >= self._start_sequence and sequence not in self._known:
-                self.problem(
-                    sequence,
-                    "checkpoint_deleted",
-                    f"the checkpoint of event {sequence} is anchored outside the database ({source}) "
-                    "but is missing here: checkpoint rows were deleted",
-                )
+        self._anchored_sequences = set(anchors.sequences)
         latest = anchors.latest
         if latest is None or latest.sequence < self._start_sequence - 1:
             return
@@ -321,9 +329,20 @@ class ChainVerifier:
         self._after(sequence, stored_hash)
 
     def finish(self, *, head_sequence: int | None = None, head_hash: str | None = None) -> VerificationResult:
-        """Report what the chain fails to reach. With `head_sequence` (the whole chain in place), a
-        checkpoint of the last event is also one event short: its audit.checkpoint_signed event is gone."""
+        """Report what the chain fails to reach. When the events are complete (`complete`, or a head
+        given: the whole chain in place), a checkpoint of the last event is also one event short:
+        the audit.checkpoint_signed event that recorded it is gone."""
         last = self.result.last_sequence
+        source = self.result.anchor_source
+        for sequence in sorted(self._anchored_sequences):
+            # Beyond the end, the latest anchor already says the chain was cut short.
+            if self._start_sequence <= sequence <= last and sequence not in self._known:
+                self.problem(
+                    sequence,
+                    "checkpoint_deleted",
+                    f"the checkpoint of event {sequence} is anchored outside the database ({source}) "
+                    "but is missing here: checkpoint rows were deleted",
+                )
         for sequence in sorted(self._checkpoints):
             if sequence > last:
                 what = (
@@ -336,7 +355,8 @@ class ChainVerifier:
                     "truncated",
                     f"{what} covers event {sequence} but the chain ends at {last}: events were removed from the end",
                 )
-        if head_sequence is not None and last in self._known and last >= self._start_sequence:
+        complete = self._complete or head_sequence is not None
+        if complete and last in self._known and last >= self._start_sequence:
             self.problem(
                 last + 1,
                 "truncated",

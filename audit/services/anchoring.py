@@ -33,7 +33,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from audit import conf
-from audit.anchors import AnchorError, AnchorSet, anchor_line, anchor_set_from, parse_anchor, read_anchor_file
+from audit.anchors import (
+    AnchorError,
+    AnchorSet,
+    anchor_line,
+    anchor_set_from,
+    parse_anchor,
+    read_anchor_file,
+    signed_before,
+)
 from audit.chain import format_time
 from audit.models import AuditChain, AuditCheckpoint, AuditCheckpointAnchor
 from audit.verification import Checkpoint
@@ -48,8 +56,11 @@ class AnchorStore(Protocol):
         """Anchor one checkpoint; returns where it went. Idempotent for the same checkpoint."""
         ...
 
-    def read(self, *, chain: str) -> AnchorSet:
-        """Every anchored sequence of `chain` and its latest anchor in full; AnchorError if unreadable."""
+    def read(self, *, chain: str, before: str | None = None) -> AnchorSet:
+        """Every anchored sequence of `chain` and its latest anchor in full; AnchorError if unreadable.
+
+        `before` (a canonical time): only anchors signed before it (an export's end).
+        """
         ...
 
     def describe(self) -> str:
@@ -88,7 +99,7 @@ class FileAnchorStore:
             os.close(fd)
         return str(path)
 
-    def read(self, *, chain: str) -> AnchorSet:
+    def read(self, *, chain: str, before: str | None = None) -> AnchorSet:
         path = self._path(chain)
         if not path.exists():
             return AnchorSet(source=str(path))
@@ -96,12 +107,18 @@ class FileAnchorStore:
             anchors = read_anchor_file(path)
         except OSError as exc:
             raise AnchorError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return anchor_set_from(anchors, chain=chain, source=str(path))
+        return anchor_set_from(signed_before(anchors, before=before), chain=chain, source=str(path))
+
+
+def _stamp(signed_at: str) -> str:
+    """A canonical time as it appears in an anchor's object key (no '-' or ':'); sorts the same."""
+    return signed_at.replace("-", "").replace(":", "")
 
 
 @dataclass(frozen=True)
 class _Listed:
     sequence: int
+    stamp: str
     key: str
     versions: list[str]  # newest first, as S3 lists them
 
@@ -119,8 +136,7 @@ class S3AnchorStore:
         return f"s3://{self.bucket}/{self.prefix}/"
 
     def _key(self, chain: str, checkpoint: Checkpoint) -> str:
-        stamp = checkpoint.signed_at.replace("-", "").replace(":", "")
-        return f"{self.prefix}/{_safe_chain(chain)}/{checkpoint.sequence:020d}-{stamp}.json"
+        return f"{self.prefix}/{_safe_chain(chain)}/{checkpoint.sequence:020d}-{_stamp(checkpoint.signed_at)}.json"
 
     def put(self, *, chain: str, checkpoint: Checkpoint) -> str:
         key = self._key(chain, checkpoint)
@@ -151,25 +167,25 @@ class S3AnchorStore:
                 versions.setdefault(marker["Key"], []).append("delete-marker")
         listed = []
         for key, ids in versions.items():
-            name = key[len(prefix) :]
-            try:
-                sequence = int(name.split("-", 1)[0])
-            except ValueError:
-                raise AnchorError(f"s3://{self.bucket}/{key} is not named like an anchor") from None
-            listed.append(_Listed(sequence=sequence, key=key, versions=ids))
+            number, _, rest = key[len(prefix) :].partition("-")
+            if not number.isdigit() or not rest.endswith(".json"):
+                raise AnchorError(f"s3://{self.bucket}/{key} is not named like an anchor")
+            listed.append(_Listed(sequence=int(number), stamp=rest.removesuffix(".json"), key=key, versions=ids))
         return sorted(listed, key=lambda item: item.sequence)
 
-    def read(self, *, chain: str) -> AnchorSet:
+    def read(self, *, chain: str, before: str | None = None) -> AnchorSet:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return self._read(chain)
+            return self._read(chain, before)
         except (BotoCoreError, ClientError) as exc:
             raise AnchorError(f"cannot read the anchors in {self.describe()}: {type(exc).__name__}") from None
 
-    def _read(self, chain: str) -> AnchorSet:
+    def _read(self, chain: str, before: str | None) -> AnchorSet:
         found = AnchorSet(source=self.describe())
         listed = self._listing(chain)
+        if before is not None:
+            listed = [item for item in listed if item.stamp < _stamp(before)]
         for item in listed:
             if len(item.versions) > 1:
                 found.problems.append(f"the anchor of event {item.sequence} was overwritten")
@@ -259,6 +275,6 @@ def anchor_pending(*, chain: AuditChain, store: AnchorStore | None = None) -> in
     return done
 
 
-def chain_anchors(*, chain: AuditChain, store: AnchorStore | None = None) -> AnchorSet:
+def chain_anchors(*, chain: AuditChain, store: AnchorStore | None = None, before: str | None = None) -> AnchorSet:
     """What the anchor store holds for `chain` (read it before the database: see chain_verify)."""
-    return (store or anchor_store()).read(chain=chain.key)
+    return (store or anchor_store()).read(chain=chain.key, before=before)
