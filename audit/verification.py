@@ -237,8 +237,8 @@ class ChainVerifier:
                 self.problem(
                     sequence,
                     "checkpoint_event",
-                    f"the checkpoint of event {sequence - 1} was recorded by event {sequence}, which is now "
-                    f"{record.get('action')!r}: the chain was rewritten after the checkpoint",
+                    f"the checkpoint of event {sequence - 1} was recorded by event {sequence}, but event "
+                    f"{sequence} is {record.get('action')!r}: events after the checkpoint were deleted or rewritten",
                 )
             return
         if record.get("action") != CHECKPOINT_ACTION:
