@@ -42,6 +42,11 @@ CONTENT_TYPES = {
 }
 
 
+def export_download_name(*, export: AuditExport, kind: str) -> str:
+    """The name a downloaded file gets (and the one to give `python -m audit.verify`)."""
+    return f"audit-{export.public_id}-{FILE_NAMES[ExportFile(kind)]}"
+
+
 class ExportError(ValueError):
     """A request that cannot be exported; the message is safe to show."""
 
@@ -290,7 +295,7 @@ def _build_files(
     ]
     with temp[ExportFile.PDF].open("wb") as pdf_file:
         pdf = EncryptingWriter(pdf_file, context=_context(export, ExportFile.PDF), wrapper=wrapper)
-        pdf.write(summary_pdf(facts=facts, stats=stats))
+        pdf.write(summary_pdf(facts=facts, stats=stats, jsonl_name=export_download_name(export=export, kind="jsonl")))
         pdf.close()
     for kind, path in temp.items():
         path.replace(_file_path(export, kind))
