@@ -101,7 +101,7 @@ def read_anchor_file(path: Path) -> list[tuple[str, Checkpoint]]:
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
                 continue
-            anchors.append(parse_anchor(raw, where=f"{path} line {number}"))
+            anchors.append(parse_anchor(raw, where=f"{path.name} line {number}"))
     return anchors
 
 

@@ -82,7 +82,8 @@ class FileAnchorStore:
         self.directory = directory
 
     def describe(self) -> str:
-        return str(self.directory)
+        # Not the server's path: this text reaches the console.
+        return "the anchor file store"
 
     def _path(self, chain: str) -> Path:
         return self.directory / f"{_safe_chain(chain)}.jsonl"
@@ -102,12 +103,12 @@ class FileAnchorStore:
     def read(self, *, chain: str, before: str | None = None) -> AnchorSet:
         path = self._path(chain)
         if not path.exists():
-            return AnchorSet(source=str(path))
+            return AnchorSet(source=self.describe())
         try:
             anchors = read_anchor_file(path)
         except OSError as exc:
-            raise AnchorError(f"cannot read {path}: {exc.strerror or exc}") from None
-        return anchor_set_from(signed_before(anchors, before=before), chain=chain, source=str(path))
+            raise AnchorError(f"cannot read {path.name} in the anchor file store: {exc.strerror or exc}") from None
+        return anchor_set_from(signed_before(anchors, before=before), chain=chain, source=self.describe())
 
 
 def _stamp(signed_at: str) -> str:
