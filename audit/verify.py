@@ -36,11 +36,8 @@ when a signature is checked; the rest needs only the standard library.
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,23 +49,16 @@ from audit.chain import HASHED_FIELDS, digest_text, dumps_line
 from audit.exportformat import FORMAT_NAME, FORMAT_VERSION, footer_message
 from audit.signing import (
     PUBLIC_KEY_ALGORITHMS,
-    HmacSigner,
     KeyFormatError,
     PublicKey,
     SignatureVerifier,
-    TrustedKeys,
-    fingerprints,
     public_key_from_key_id,
-    public_key_from_pem,
 )
 from audit.verification import ChainVerifier, Checkpoint, reaches_its_generation
+from audit.verifykeys import NEEDS_CRYPTOGRAPHY, key_lines_for, signer_from
 
 MANIFEST_FORMAT = "settle-audit-archive-manifest"
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
-NEEDS_CRYPTOGRAPHY = (
-    "checking public-key signatures needs the 'cryptography' package (pip install cryptography); "
-    "without --public-key the chain, links and digest are checked with the standard library alone"
-)
 # (chain, checkpoint) pairs read with --anchors.
 Anchors = list[tuple[str, Checkpoint]]
 
@@ -322,63 +312,6 @@ def verify_manifest(
     return report
 
 
-def _hmac_signer_from(args: argparse.Namespace) -> HmacSigner | None:
-    raw: str | None = None
-    if args.key_file:
-        raw = Path(args.key_file).read_text().strip()
-    elif os.environ.get("SETTLE_AUDIT_SIGNING_KEY"):
-        raw = os.environ["SETTLE_AUDIT_SIGNING_KEY"]
-    if raw is None:
-        return None
-    try:
-        key = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("the signing key must be base64") from None
-    key_id = args.key_id or os.environ.get("SETTLE_AUDIT_SIGNING_KEY_ID") or "local-hmac-1"
-    return HmacSigner(key, key_id)
-
-
-def _signer_from(args: argparse.Namespace) -> TrustedKeys | None:
-    """The keys this run trusts: pinned public keys and/or the legacy HMAC key; None when neither."""
-    try:
-        pinned = [public_key_from_pem(Path(name).read_bytes()) for name in args.public_key or []]
-    except ImportError:
-        raise Invalid(NEEDS_CRYPTOGRAPHY) from None
-    hmac_signer = _hmac_signer_from(args)
-    if not pinned and hmac_signer is None:
-        return None
-    return TrustedKeys(keys=pinned, hmac_signer=hmac_signer)
-
-
-def _key_lines(report: Report, trusted: TrustedKeys | None) -> list[tuple[bool, str]]:
-    """(is_problem, line) about the keys: which verified, which were refused, which went unchecked."""
-    try:
-        claimed = report.claimed_keys()
-    except ImportError:
-        # Only the fingerprints need it here: say so instead of failing a check that passed.
-        return [(False, "The file's signing keys are not listed: install 'cryptography' to see their fingerprints.")]
-    if trusted is None:
-        if not claimed:
-            return []
-        return [(False, f"The file names signing key(s) {fingerprints(claimed)}; pin one with --public-key FILE.")]
-    lines: list[tuple[bool, str]] = []
-    if trusted.used:
-        lines.append((False, f"Signatures verified with pinned key(s) {fingerprints(trusted.used.values())}."))
-    if trusted.untrusted:
-        lines.append(
-            (
-                True,
-                f"signed by key(s) {fingerprints(trusted.untrusted.values())}, not the pinned key(s) "
-                f"{fingerprints(trusted.keys)}: not trusted",
-            )
-        )
-    if trusted.unreadable:
-        lines.append((True, "a signature names a key id that carries no usable public key"))
-    if claimed and not trusted.keys:
-        lines.append((True, f"the file is signed by public key(s) {fingerprints(claimed)}; pin with --public-key"))
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audit.verify", description="Verify a Settle audit export offline.")
     parser.add_argument("file", help="export .jsonl file, archive segment, or archive manifest.json")
@@ -401,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.file)
     out, err = sys.stdout, sys.stderr
     try:
-        signer = _signer_from(args)
-    except (OSError, Invalid, ValueError) as exc:
+        signer = signer_from(args)
+    except (OSError, ValueError) as exc:
         err.write(f"error: cannot use the signing key: {exc}\n")
         return EXIT_UNREADABLE
     if signer is None and args.require_signatures:
@@ -436,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(exc) if isinstance(exc, Invalid) else f"malformed file ({type(exc).__name__})"
         err.write(f"TAMPERED or invalid: {path}: {message}\n")
         return EXIT_INVALID
-    key_lines = _key_lines(report, signer)
+    key_lines = key_lines_for(report.claimed_keys, signer)
     if any(problem for problem, _ in key_lines):
         report.ok = False
     stream_out = out if report.ok else err
