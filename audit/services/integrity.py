@@ -188,8 +188,9 @@ def chain_verify(
     """
     signer = signer or current_signer()
     anchors = chain_anchors(chain=chain, store=store)
+    outermost = not connection.in_atomic_block
     with chain_scope(chain), transaction.atomic():
-        if connection.vendor == "postgresql" and not connection.savepoint_ids:
+        if connection.vendor == "postgresql" and outermost:
             # One snapshot for events, checkpoints and head: a checkpoint or event
             # committed mid-walk must not read as a deletion.
             with connection.cursor() as cursor:
