@@ -120,3 +120,41 @@ def archive_client_kwargs() -> dict[str, Any]:
     region = _setting("SETTLE_AUDIT_ARCHIVE_REGION", None) or env_str("SETTLE_AUDIT_ARCHIVE_REGION", "us-east-1")
     kwargs["region_name"] = region
     return kwargs
+
+
+# --- Checkpoint anchors (audit.services.anchoring) -------------------------------------------
+
+
+def anchor_bucket() -> str:
+    """S3 bucket (Object Lock on) where each signed checkpoint is anchored; empty: the file store."""
+    return str(_setting("SETTLE_AUDIT_ANCHOR_BUCKET", None) or env_str("SETTLE_AUDIT_ANCHOR_BUCKET", "") or "")
+
+
+def anchor_prefix() -> str:
+    value = _setting("SETTLE_AUDIT_ANCHOR_PREFIX", None) or env_str("SETTLE_AUDIT_ANCHOR_PREFIX", "anchors")
+    return str(value or "anchors").strip("/")
+
+
+def anchor_retain_days() -> int:
+    """Object Lock retention (compliance mode) of each anchor: the audit trail's 6 years by default."""
+    return int_setting("SETTLE_AUDIT_ANCHOR_RETAIN_DAYS", 2192, minimum=1)
+
+
+def anchor_dir() -> Path:
+    """The append-only anchor files of the development/test store (one `<chain>.jsonl` per chain)."""
+    value = _setting("SETTLE_AUDIT_ANCHOR_DIR", None) or env_str("SETTLE_AUDIT_ANCHOR_DIR")
+    return Path(value) if value else Path(settings.VAR_DIR) / "audit-anchors"
+
+
+def anchor_store_kind() -> str:
+    """ "s3" when an anchor bucket is set, else "file"; production refuses the file store.
+
+    A file on the application server is outside the database but not out of
+    an operator's reach: only object-locked storage makes an anchor
+    impossible to change, so production must name a bucket.
+    """
+    if anchor_bucket():
+        return "s3"
+    if getattr(settings, "PRODUCTION", False):
+        raise ImproperlyConfigured("SETTLE_AUDIT_ANCHOR_BUCKET must be set in production (S3 with Object Lock)")
+    return "file"

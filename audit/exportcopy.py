@@ -210,7 +210,9 @@ class CopySegmentWriter:
         self._fetch_record = fetch_record
         chain = json.dumps(str(header["chain"]), ensure_ascii=True).encode("ascii")
         self._head = _HEAD.replace(b'"chain":%s', b'"chain":' + chain.replace(b"%", b"%%"))
-        self._checkpoints = sorted(c.sequence for c in checkpoints)
+        # Events at a checkpoint and right after it (the audit.checkpoint_signed event that
+        # recorded it) go through the ChainVerifier, which checks both.
+        self._checkpoints = sorted({s for c in checkpoints for s in (c.sequence, c.sequence + 1)})
         # CSV rows and filters need the decoded record of every event.
         self._decode = self._csv is not None or bool(filters.as_dict())
         self._stats = SegmentStats()

@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 from audit.chain import RECORD_FIELDS, canonical_json, digest_text, dumps_line
 from audit.signing import Signer
-from audit.verification import ChainVerifier, Checkpoint, VerificationResult
+from audit.verification import ChainVerifier, Checkpoint, VerificationResult, reaches_its_generation
 
 FORMAT_NAME = "settle-audit-export"
 FORMAT_VERSION = 1
@@ -175,6 +175,7 @@ def open_segment(
         start_prev_hash=start_prev_hash,
         checkpoints=checkpoints,
         signer=signer,
+        complete=reaches_its_generation(header),
     )
     return out, writer, verifier
 

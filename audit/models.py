@@ -7,7 +7,8 @@ Tables and who may change them (PostgreSQL triggers, migration 0005):
   by an archive segment and older than 90 days (retention, audit.services.archive).
 - AuditChain: one head row per chain, moved forward by the recorder under a row
   lock; the chain itself is the evidence, the head is a lock and a cache.
-- AuditExport, AuditExportLink, AuditVerification: ordinary working state.
+- AuditExport, AuditExportLink, AuditVerification, AuditCheckpointAnchor:
+  ordinary working state.
 """
 
 from __future__ import annotations
@@ -119,6 +120,24 @@ class AuditCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.chain_id}@{self.sequence}"
+
+
+class AuditCheckpointAnchor(models.Model):
+    """Where a checkpoint was anchored outside the database (audit.services.anchoring).
+
+    Bookkeeping only: it says which checkpoints still need anchoring. The
+    evidence is the anchor in the store, which verification reads itself;
+    deleting this row only makes the next run anchor the checkpoint again.
+    """
+
+    chain = models.ForeignKey(AuditChain, on_delete=models.PROTECT, related_name="+")
+    checkpoint = models.OneToOneField(AuditCheckpoint, on_delete=models.PROTECT, related_name="anchor")
+    store = models.CharField(max_length=16)  # "file" or "s3"
+    location = models.CharField(max_length=1024)  # file path, or s3://bucket/key#version
+    anchored_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint_id} at {self.location}"
 
 
 class AuditArchiveSegment(models.Model):

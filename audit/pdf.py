@@ -29,7 +29,8 @@ def _table(pdf: FPDF, title: str, rows: Iterable[tuple[str, int]]) -> None:
     pdf.ln(3)
 
 
-def summary_pdf(*, facts: list[tuple[str, str]], stats: SegmentStats) -> bytes:
+def summary_pdf(*, facts: list[tuple[str, str]], stats: SegmentStats, jsonl_name: str = "events.jsonl") -> bytes:
+    """`jsonl_name`: the JSONL file's name as downloaded, for the verification hint."""
     pdf = FPDF()
     pdf.set_title("Audit export summary")
     pdf.set_creator("Settle")
@@ -53,8 +54,11 @@ def summary_pdf(*, facts: list[tuple[str, str]], stats: SegmentStats) -> bytes:
     pdf.multi_cell(
         0,
         4,
-        "The JSONL file of this export carries the chain segment and signed checkpoints; "
-        "verify it offline with: python -m audit.verify events.jsonl",
+        _latin1(
+            "The JSONL file of this export carries the chain segment and signed checkpoints; "
+            f"verify it offline with: python -m audit.verify {jsonl_name} --public-key audit-signing.pem "
+            "(the public key is on the console's Verify chain page)"
+        ),
         new_x="LMARGIN",
         new_y="NEXT",
     )

@@ -292,3 +292,15 @@ def current_signer() -> Signer:
 
 def fingerprints(keys: Iterable[PublicKey]) -> str:
     return ", ".join(sorted({key.fingerprint for key in keys})) or "none"
+
+
+def published_keys() -> tuple[PublicKey, list[PublicKey]] | None:
+    """(the current signing public key, earlier keys still trusted), for auditors to pin.
+
+    None when records are signed with the legacy HMAC key, which has no public half.
+    """
+    signer = current_signer()
+    if not isinstance(signer, ProviderSigner):
+        return None
+    current = signer.public_key
+    return current, [key for key in signer.trusted.keys if key != current]

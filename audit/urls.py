@@ -13,6 +13,7 @@ urlpatterns = [
     path("users/<uuid:user_id>/", views.user_report, name="user-report"),
     path("verify/", views.verify, name="verify"),
     path("verify/<uuid:verification_id>/", views.verification, name="verification"),
+    path("verify/audit-signing.pem", views.signing_key, name="signing-key"),
     path("exports/", views.exports, name="exports"),
     path("exports/<uuid:export_id>/", views.export_detail, name="export"),
     path("exports/<uuid:export_id>/download/", views.export_download, name="export-download"),

@@ -22,41 +22,45 @@ Without either, the chain, the links and the file digest are still checked;
 the output says plainly that signatures were not, and lists the fingerprints
 of the keys the file claims; --require-signatures makes that a failure.
 
-Checking public-key signatures needs the `cryptography` package; the rest
-needs only the standard library.
+--anchors PATH: the checkpoints anchored outside the database (the
+development anchor file `<chain>.jsonl`, or a folder of the anchor objects
+copied from the S3 bucket). The segment must reach and agree with the latest
+anchor signed before the export's end, and hold every anchored checkpoint in
+its range: a rewrite or a cut made in the database before the export fails.
+(An export also carries that latest anchor itself, as a checkpoint line.)
+
+Checking public-key signatures needs the `cryptography` package, imported only
+when a signature is checked; the rest needs only the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import hashlib
 import json
-import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from audit.anchors import AnchorError, anchor_set_from, read_anchor_path, signed_before
 from audit.chain import HASHED_FIELDS, digest_text, dumps_line
 from audit.exportformat import FORMAT_NAME, FORMAT_VERSION, footer_message
 from audit.signing import (
     PUBLIC_KEY_ALGORITHMS,
-    HmacSigner,
     KeyFormatError,
     PublicKey,
     SignatureVerifier,
-    TrustedKeys,
-    fingerprints,
     public_key_from_key_id,
-    public_key_from_pem,
 )
-from audit.verification import ChainVerifier, Checkpoint
+from audit.verification import ChainVerifier, Checkpoint, reaches_its_generation
+from audit.verifykeys import NEEDS_CRYPTOGRAPHY, key_lines_for, signer_from
 
 MANIFEST_FORMAT = "settle-audit-archive-manifest"
 EXIT_OK, EXIT_INVALID, EXIT_UNREADABLE = 0, 1, 2
+# (chain, checkpoint) pairs read with --anchors.
+Anchors = list[tuple[str, Checkpoint]]
 
 
 class Invalid(Exception):
@@ -77,7 +81,7 @@ class Report:
     signing_keys: set[tuple[str, str]] = field(default_factory=set)
 
     def claimed_keys(self) -> list[PublicKey]:
-        """The public keys the file's signatures name (unverified claims)."""
+        """The public keys the file's signatures name (unverified claims); ImportError without `cryptography`."""
         keys = []
         for key_id, algorithm in sorted(self.signing_keys):
             if algorithm in PUBLIC_KEY_ALGORITHMS:
@@ -118,19 +122,40 @@ def _checkpoint(number: int, obj: dict[str, Any]) -> Checkpoint:
 
 
 def _segment_verifier(
-    header: dict[str, Any], checkpoints: list[Checkpoint], signer: SignatureVerifier | None
+    header: dict[str, Any],
+    checkpoints: list[Checkpoint],
+    signer: SignatureVerifier | None,
+    anchors: Anchors | None,
+    anchor_source: str,
 ) -> ChainVerifier:
-    """The verifier for the events after the header (and any checkpoints) were read."""
+    """The verifier for the events after the header (and any checkpoints) were read.
+
+    With anchors, the segment is held to those signed before its end (the
+    header's "to"): such an anchor covers an event that happened before it.
+    """
+    chain = str(header.get("chain"))
+    anchor_set = None
+    if anchors is not None:
+        before = str(header["to"]) if header.get("to") else None
+        anchor_set = anchor_set_from(signed_before(anchors, before=before), chain=chain, source=anchor_source)
     return ChainVerifier(
-        str(header.get("chain")),
+        chain,
         start_sequence=int(header["first_sequence"]),
         start_prev_hash=str(header["start_prev_hash"]),
         checkpoints=checkpoints,
         signer=signer,
+        anchors=anchor_set,
+        complete=reaches_its_generation(header),
     )
 
 
-def verify_export(stream: BinaryIO, *, signer: SignatureVerifier | None) -> Report:
+def verify_export(
+    stream: BinaryIO,
+    *,
+    signer: SignatureVerifier | None,
+    anchors: Anchors | None = None,
+    anchor_source: str = "the anchors given",
+) -> Report:
     """Verify one JSONL export/segment. Raises Invalid for structural damage."""
     digest = hashlib.sha256()
     rows = _lines(stream)
@@ -163,7 +188,7 @@ def verify_export(stream: BinaryIO, *, signer: SignatureVerifier | None) -> Repo
             checkpoints.append(_checkpoint(number, obj))
             continue
         if verifier is None:
-            verifier = _segment_verifier(header, checkpoints, signer)
+            verifier = _segment_verifier(header, checkpoints, signer, anchors, anchor_source)
         try:
             if kind == "event":
                 if set(obj) != {"type", *HASHED_FIELDS, "hash"}:
@@ -180,7 +205,7 @@ def verify_export(stream: BinaryIO, *, signer: SignatureVerifier | None) -> Repo
     if footer is None:
         raise Invalid("the footer is missing: the file is truncated")
     if verifier is None:
-        verifier = _segment_verifier(header, checkpoints, signer)
+        verifier = _segment_verifier(header, checkpoints, signer, anchors, anchor_source)
     result = verifier.finish()
     report = Report(ok=result.ok)
     counted = result.events_checked + result.links_checked
@@ -226,7 +251,14 @@ def verify_export(stream: BinaryIO, *, signer: SignatureVerifier | None) -> Repo
     return report
 
 
-def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: SignatureVerifier | None) -> Report:
+def verify_manifest(
+    path: Path,
+    manifest: dict[str, Any],
+    *,
+    signer: SignatureVerifier | None,
+    anchors: Anchors | None = None,
+    anchor_source: str = "the anchors given",
+) -> Report:
     """Verify an archive manifest and every segment file it lists (same folder)."""
     if manifest.get("format") != MANIFEST_FORMAT:
         raise Invalid("not a Settle audit archive manifest")
@@ -254,7 +286,7 @@ def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: SignatureVe
             report.lines.append(f"segment {name}: SHA-256 differs from the manifest (file altered)")
             continue
         with file.open("rb") as stream:
-            sub = verify_export(stream, signer=signer)
+            sub = verify_export(stream, signer=signer, anchors=anchors, anchor_source=anchor_source)
         if not sub.ok:
             report.ok = False
             report.lines.extend(f"segment {name}: {line}" for line in sub.lines)
@@ -280,56 +312,6 @@ def verify_manifest(path: Path, manifest: dict[str, Any], *, signer: SignatureVe
     return report
 
 
-def _hmac_signer_from(args: argparse.Namespace) -> HmacSigner | None:
-    raw: str | None = None
-    if args.key_file:
-        raw = Path(args.key_file).read_text().strip()
-    elif os.environ.get("SETTLE_AUDIT_SIGNING_KEY"):
-        raw = os.environ["SETTLE_AUDIT_SIGNING_KEY"]
-    if raw is None:
-        return None
-    try:
-        key = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
-        raise Invalid("the signing key must be base64") from None
-    key_id = args.key_id or os.environ.get("SETTLE_AUDIT_SIGNING_KEY_ID") or "local-hmac-1"
-    return HmacSigner(key, key_id)
-
-
-def _signer_from(args: argparse.Namespace) -> TrustedKeys | None:
-    """The keys this run trusts: pinned public keys and/or the legacy HMAC key; None when neither."""
-    pinned = [public_key_from_pem(Path(name).read_bytes()) for name in args.public_key or []]
-    hmac_signer = _hmac_signer_from(args)
-    if not pinned and hmac_signer is None:
-        return None
-    return TrustedKeys(keys=pinned, hmac_signer=hmac_signer)
-
-
-def _key_lines(report: Report, trusted: TrustedKeys | None) -> list[tuple[bool, str]]:
-    """(is_problem, line) about the keys: which verified, which were refused, which went unchecked."""
-    claimed = report.claimed_keys()
-    if trusted is None:
-        if not claimed:
-            return []
-        return [(False, f"The file names signing key(s) {fingerprints(claimed)}; pin one with --public-key FILE.")]
-    lines: list[tuple[bool, str]] = []
-    if trusted.used:
-        lines.append((False, f"Signatures verified with pinned key(s) {fingerprints(trusted.used.values())}."))
-    if trusted.untrusted:
-        lines.append(
-            (
-                True,
-                f"signed by key(s) {fingerprints(trusted.untrusted.values())}, not the pinned key(s) "
-                f"{fingerprints(trusted.keys)}: not trusted",
-            )
-        )
-    if trusted.unreadable:
-        lines.append((True, "a signature names a key id that carries no usable public key"))
-    if claimed and not trusted.keys:
-        lines.append((True, f"the file is signed by public key(s) {fingerprints(claimed)}; pin with --public-key"))
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m audit.verify", description="Verify a Settle audit export offline.")
     parser.add_argument("file", help="export .jsonl file, archive segment, or archive manifest.json")
@@ -342,12 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-file", help="file holding the base64 legacy HMAC key (else SETTLE_AUDIT_SIGNING_KEY)")
     parser.add_argument("--key-id", help="id of that key (default: SETTLE_AUDIT_SIGNING_KEY_ID or local-hmac-1)")
     parser.add_argument("--require-signatures", action="store_true", help="fail when no key is given")
+    parser.add_argument(
+        "--anchors",
+        metavar="PATH",
+        help="the checkpoints anchored outside the database: an anchor file (<chain>.jsonl) or a folder of "
+        "anchor objects copied from the bucket; the segment must agree with them",
+    )
     args = parser.parse_args(argv)
     path = Path(args.file)
     out, err = sys.stdout, sys.stderr
     try:
-        signer = _signer_from(args)
-    except (OSError, Invalid, ValueError) as exc:
+        signer = signer_from(args)
+    except (OSError, ValueError) as exc:
         err.write(f"error: cannot use the signing key: {exc}\n")
         return EXIT_UNREADABLE
     if signer is None and args.require_signatures:
@@ -355,22 +343,33 @@ def main(argv: list[str] | None = None) -> int:
             "error: --require-signatures given but no key (--public-key, --key-file or SETTLE_AUDIT_SIGNING_KEY)\n"
         )
         return EXIT_UNREADABLE
+    anchors: Anchors | None = None
+    if args.anchors:
+        try:
+            anchors = read_anchor_path(Path(args.anchors))
+        except (OSError, AnchorError) as exc:
+            err.write(f"error: cannot use the anchors: {exc}\n")
+            return EXIT_UNREADABLE
+    source = str(args.anchors or "")
     try:
         with path.open("rb") as stream:
             first = stream.read(1)
             stream.seek(0)
             if first == b"{" and path.suffix == ".json":
-                report = verify_manifest(path, json.load(stream), signer=signer)
+                report = verify_manifest(path, json.load(stream), signer=signer, anchors=anchors, anchor_source=source)
             else:
-                report = verify_export(stream, signer=signer)
+                report = verify_export(stream, signer=signer, anchors=anchors, anchor_source=source)
     except OSError as exc:
         err.write(f"error: cannot read {path}: {exc.strerror or exc}\n")
+        return EXIT_UNREADABLE
+    except ImportError:
+        err.write(f"error: {NEEDS_CRYPTOGRAPHY}\n")
         return EXIT_UNREADABLE
     except (Invalid, ValueError, KeyError, TypeError) as exc:
         message = str(exc) if isinstance(exc, Invalid) else f"malformed file ({type(exc).__name__})"
         err.write(f"TAMPERED or invalid: {path}: {message}\n")
         return EXIT_INVALID
-    key_lines = _key_lines(report, signer)
+    key_lines = key_lines_for(report.claimed_keys, signer)
     if any(problem for problem, _ in key_lines):
         report.ok = False
     stream_out = out if report.ok else err

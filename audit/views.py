@@ -29,6 +29,7 @@ from audit.services.exports import (
     export_open,
     export_request,
 )
+from audit.signing import published_keys
 from audit.subjects import subject_exists, subject_name_read
 from security.permissions import require_permission
 
@@ -183,7 +184,25 @@ def verify(request: HttpRequest) -> HttpResponse:
             transaction.on_commit(lambda: audit_verification_run.delay(pk))
         return redirect("audit:verification", verification_id=verification.public_id)
     history = list(AuditVerification.objects.filter(tenant=tenant)[:20])
-    return render(request, "audit/verify.html", {"history": history})
+    keys = published_keys()
+    context = {"history": history, "signing_key": keys[0] if keys else None, "earlier_keys": keys[1] if keys else []}
+    return render(request, "audit/verify.html", context)
+
+
+@require_permission("audit.view")
+@require_GET
+def signing_key(request: HttpRequest) -> HttpResponse:
+    """The public key that signs checkpoints and exports (PEM), for `python -m audit.verify --public-key`.
+
+    Public by nature; served to officers so the key comes from the server, not
+    from the export it is meant to check. 404 when records are HMAC-signed.
+    """
+    keys = published_keys()
+    if keys is None:
+        raise Http404
+    response = HttpResponse(keys[0].pem(), content_type="application/x-pem-file")
+    response["Content-Disposition"] = 'attachment; filename="audit-signing.pem"'
+    return response
 
 
 @require_permission("audit.view")

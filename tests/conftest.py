@@ -155,6 +155,16 @@ def _isolated_cache(settings: SettingsWrapper) -> None:
     settings.CACHES = caches
 
 
+@pytest.fixture(autouse=True)
+def _isolated_audit_anchors(settings: SettingsWrapper, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A fresh audit anchor folder per test (created on first use).
+
+    Each test's database starts empty, so a platform chain re-numbers from 1;
+    anchors left by an earlier test would contradict it.
+    """
+    settings.SETTLE_AUDIT_ANCHOR_DIR = str(tmp_path_factory.getbasetemp() / "anchors" / uuid.uuid4().hex)
+
+
 # --------------------------------------------------------------------------------------
 # The standard world: two clinics, personas per role, an outsider
 # --------------------------------------------------------------------------------------

@@ -17,16 +17,19 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from audit import conf
+from audit.anchors import AnchorSet
 from audit.chain import GENESIS, digest_text, format_time
 from audit.crypto import EncryptingWriter, KeyWrapper, decrypt_stream
 from audit.exportformat import Filters, SegmentStats, write_segment
-from audit.models import AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
+from audit.models import AuditChain, AuditEvent, AuditExport, AuditExportLink, ExportFile, ExportStatus, Outcome
 from audit.pdf import summary_pdf
 from audit.periods import Period
 from audit.recorder import audit_record
+from audit.services.anchoring import chain_anchors
 from audit.services.integrity import chain_for, checkpoints_of
 from audit.services.segments import write_chain_segment
 from audit.signing import Signer, current_signer
+from audit.verification import Checkpoint, reaches_its_generation
 from portal.models import Tenant
 from portal.tenancy.context import tenant_scope
 
@@ -38,6 +41,11 @@ CONTENT_TYPES = {
     ExportFile.JSONL: "application/x-ndjson",
     ExportFile.PDF: "application/pdf",
 }
+
+
+def export_download_name(*, export: AuditExport, kind: str) -> str:
+    """The name a downloaded file gets (and the one to give `python -m audit.verify`)."""
+    return f"audit-{export.public_id}-{FILE_NAMES[ExportFile(kind)]}"
 
 
 class ExportError(ValueError):
@@ -117,6 +125,30 @@ def _segment_bounds(export: AuditExport) -> tuple[int, int] | None:
     return int(bounds["first"]), int(bounds["last"])
 
 
+def _stored_checkpoints(chain: AuditChain, first: int, last: int, header: dict[str, Any]) -> list[Checkpoint]:
+    """The checkpoint rows of the segment. In an export that reaches its generation time, one of the
+    last event is left out: it may have committed after the bounds were read, without the event
+    that records it (the verifier would then read the segment as cut short)."""
+    rows = checkpoints_of(chain, first=first, last=last)
+    if reaches_its_generation(header):
+        rows = [c for c in rows if c.sequence < last]
+    return rows
+
+
+def with_latest_anchor(checkpoints: list[Checkpoint], anchored: AnchorSet | None, *, first: int) -> list[Checkpoint]:
+    """The segment's checkpoints plus the latest one anchored outside the database before its end.
+
+    The anchor replaces a stored checkpoint of the same sequence (the row is
+    what an insider could have changed). Beyond the segment's last event it
+    makes the export itself show that the chain was cut short; the offline
+    verifier needs no other input to see it.
+    """
+    latest = anchored.latest if anchored is not None else None
+    if latest is None or latest.sequence < first:
+        return checkpoints
+    return sorted([*(c for c in checkpoints if c.sequence != latest.sequence), latest], key=lambda c: c.sequence)
+
+
 def export_build(
     *,
     export: AuditExport,
@@ -188,6 +220,9 @@ def _build_files(
 ) -> SegmentStats:
     tenant = export.tenant
     chain = chain_for(tenant)
+    # The anchors first: whatever was anchored by now had committed, so the
+    # bounds read next include its events (see integrity.chain_verify).
+    anchored = chain_anchors(chain=chain, before=format_time(export.date_to)) if chain is not None else None
     bounds = _segment_bounds(export)
     first, last = bounds if bounds else (1, 0)
     total = max(0, last - first + 1)
@@ -225,7 +260,7 @@ def _build_files(
                 csv_sink=csv_out,
                 header=header,
                 start_prev_hash=start_prev,
-                checkpoints=checkpoints_of(chain, first=first, last=last),
+                checkpoints=with_latest_anchor(_stored_checkpoints(chain, first, last, header), anchored, first=first),
                 filters=filters,
                 signer=signer,
                 progress=report,
@@ -263,7 +298,7 @@ def _build_files(
     ]
     with temp[ExportFile.PDF].open("wb") as pdf_file:
         pdf = EncryptingWriter(pdf_file, context=_context(export, ExportFile.PDF), wrapper=wrapper)
-        pdf.write(summary_pdf(facts=facts, stats=stats))
+        pdf.write(summary_pdf(facts=facts, stats=stats, jsonl_name=export_download_name(export=export, kind="jsonl")))
         pdf.close()
     for kind, path in temp.items():
         path.replace(_file_path(export, kind))

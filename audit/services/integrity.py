@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.anchors import AnchorError, AnchorSet
 from audit.chain import GENESIS, RECORD_FIELDS, checkpoint_message, format_time
 from audit.models import (
     AuditArchiveSegment,
@@ -20,10 +23,13 @@ from audit.models import (
     VerificationStatus,
 )
 from audit.recorder import _normalised_ip, audit_record
+from audit.services.anchoring import AnchorStore, anchor_pending, chain_anchors, checkpoint_anchor
 from audit.signing import SignatureVerifier, Signer, current_signer
 from audit.verification import ChainVerifier, Checkpoint, VerificationResult
 from portal.models import Tenant
 from portal.tenancy.context import Scope, platform_scope, tenant_scope
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 5000
 
@@ -72,12 +78,17 @@ def chain_scope(chain: AuditChain) -> AbstractContextManager[Scope]:
     return tenant_scope(tenant)
 
 
-def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> AuditCheckpoint | None:
-    """Sign the current head of `chain`; None when nothing new since the last checkpoint.
+def checkpoint_sign(
+    *, chain: AuditChain, signer: Signer | None = None, store: AnchorStore | None = None
+) -> AuditCheckpoint | None:
+    """Sign the current head of `chain` and anchor it outside the database; None when nothing new.
 
     System task (no permission). Side effects: one AuditCheckpoint row and one
     audit.checkpoint_signed event on the same chain, in one transaction. The
     signed head is the one before that event, which the next checkpoint covers.
+    Once that commits, the checkpoint is written to the anchor store
+    (audit.services.anchoring); if the store fails, that is logged and the
+    next run (checkpoint_sign_all) anchors it.
     """
     signer = signer or current_signer()
     with chain_scope(chain), transaction.atomic(durable=True):
@@ -108,6 +119,13 @@ def checkpoint_sign(*, chain: AuditChain, signer: Signer | None = None) -> Audit
             target_id=head.key,
             details={"sequence": checkpoint.sequence, "key_id": signer.key_id[:64]},
         )
+    with chain_scope(chain):
+        try:
+            checkpoint_anchor(checkpoint=checkpoint, store=store)
+        except ImproperlyConfigured:
+            raise
+        except Exception:
+            logger.exception("audit checkpoint %s of chain %s could not be anchored", checkpoint.sequence, chain.key)
     return checkpoint
 
 
@@ -122,6 +140,9 @@ def checkpoint_sign_all() -> int:
         chains = list(AuditChain.objects.select_related("tenant").order_by("pk"))
     signed = 0
     for chain in chains:
+        with chain_scope(chain):
+            # Checkpoints a failed store left unanchored go first, oldest first.
+            anchor_pending(chain=chain)
         if checkpoint_sign(chain=chain, signer=signer) is not None:
             signed += 1
     return signed
@@ -153,18 +174,31 @@ def chain_events(chain: AuditChain, *, first: int = 1, last: int | None = None) 
         yield row_record(chain.key, row)
 
 
-def chain_verify(*, chain: AuditChain, signer: SignatureVerifier | None = None) -> VerificationResult:
-    """Verify a whole chain in place: hashes, links, checkpoints, head. Read-only.
+def chain_verify(
+    *, chain: AuditChain, signer: SignatureVerifier | None = None, store: AnchorStore | None = None
+) -> VerificationResult:
+    """Verify a whole chain in place: hashes, links, checkpoints, anchors, head. Read-only.
 
     Checkpoint signatures count only when made by a key the key provider holds
     (or the legacy HMAC key): a checkpoint re-signed with any other key fails.
+    The chain is held to the checkpoints anchored outside the database, read
+    first: a checkpoint is anchored only after it committed, so everything
+    anchored by then is in the snapshot read next. Raises AnchorError when
+    the anchor store cannot be read (the chain cannot be vouched for then).
     """
     signer = signer or current_signer()
-    with chain_scope(chain):
-        return _chain_verify(chain, signer)
+    anchors = chain_anchors(chain=chain, store=store)
+    outermost = not connection.in_atomic_block
+    with chain_scope(chain), transaction.atomic():
+        if connection.vendor == "postgresql" and outermost:
+            # One snapshot for events, checkpoints and head: a checkpoint or event
+            # committed mid-walk must not read as a deletion.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        return _chain_verify(chain, signer, anchors)
 
 
-def _chain_verify(chain: AuditChain, signer: SignatureVerifier) -> VerificationResult:
+def _chain_verify(chain: AuditChain, signer: SignatureVerifier, anchors: AnchorSet) -> VerificationResult:
     archived = AuditArchiveSegment.objects.filter(chain=chain).order_by("-last_sequence").first()
     start_sequence = archived.last_sequence + 1 if archived else 1
     start_prev = archived.last_hash if archived else GENESIS
@@ -174,6 +208,7 @@ def _chain_verify(chain: AuditChain, signer: SignatureVerifier) -> VerificationR
         start_prev_hash=start_prev,
         checkpoints=checkpoints_of(chain, first=start_sequence),
         signer=signer,
+        anchors=anchors,
     )
     for record in chain_events(chain, first=1):
         verifier.add_event(record)
@@ -191,17 +226,25 @@ def verification_run(*, verification: AuditVerification) -> AuditVerification:
     with tenant_scope(tenant):
         AuditVerification.objects.filter(pk=verification.pk).update(status=VerificationStatus.RUNNING)
         chain = chain_for(tenant)
+        unreadable = ""
         if chain is None:
             result = VerificationResult(chain=str(tenant.public_id))
         else:
-            result = chain_verify(chain=chain)
+            try:
+                result = chain_verify(chain=chain)
+            except AnchorError as exc:
+                result, unreadable = VerificationResult(chain=chain.key), str(exc)
         with transaction.atomic():
             verification.status = VerificationStatus.PASSED if result.ok else VerificationStatus.FAILED
+            if unreadable:
+                verification.status = VerificationStatus.ERROR
             verification.events_checked = result.events_checked
             verification.checkpoints_checked = result.checkpoints_checked
             verification.last_sequence = result.last_sequence
             verification.first_bad_sequence = result.first_bad_sequence
             verification.message = "\n".join([result.summary(), *(str(p) for p in result.problems[1:])])[:4000]
+            if unreadable:
+                verification.message = f"Could not check the chain against its anchors: {unreadable}"
             verification.finished_at = timezone.now()
             verification.save(
                 update_fields=[
@@ -217,7 +260,7 @@ def verification_run(*, verification: AuditVerification) -> AuditVerification:
             audit_record(
                 action="audit.verified",
                 tenant=tenant,
-                outcome=Outcome.SUCCESS if result.ok else Outcome.FAILURE,
+                outcome=Outcome.SUCCESS if result.ok and not unreadable else Outcome.FAILURE,
                 actor_role="system",
                 target_type="audit_verification",
                 target_id=str(verification.public_id),

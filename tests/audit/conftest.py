@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +19,17 @@ from django.db import connection
 
 from audit.chain import GENESIS, event_hash
 from audit.exportformat import Filters, SegmentStats, write_segment
-from audit.models import AuditChain, AuditEvent
+from audit.models import AuditChain, AuditEvent, AuditExport
 from audit.recorder import audit_record
 from audit.services import segments
 from audit.services.archive import s3_client
+from audit.services.exports import export_build, export_read_all
 from audit.services.integrity import chain_events, checkpoints_of
-from audit.signing import current_signer
+from audit.signing import ProviderSigner, current_signer
 from audit.verify import main as verify_main
 from portal.models import Tenant
+from portal.tenancy.context import tenant_scope
+from security.crypto.providers import get_signing_provider
 
 
 def segment_both_ways(
@@ -77,6 +81,44 @@ def rewrite_chain_from(sql: Callable[..., None], chain: AuditChain, first: int) 
         prev = new_hash
     sql("UPDATE audit_auditchain SET last_hash = %s WHERE id = %s", [prev, chain.pk])
     return prev
+
+
+def delete_checkpoints_from(sql: Callable[..., None], chain: AuditChain, first: int) -> None:
+    """What an insider deletes so that no checkpoint row contradicts the forged chain."""
+    rows = "SELECT id FROM audit_auditcheckpoint WHERE chain_id = %s AND sequence >= %s"
+    sql(f"DELETE FROM audit_auditcheckpointanchor WHERE checkpoint_id IN ({rows})", [chain.pk, first])  # noqa: S608
+    sql("DELETE FROM audit_auditcheckpoint WHERE chain_id = %s AND sequence >= %s", [chain.pk, first])
+
+
+def cut_chain_at(sql: Callable[..., None], chain: AuditChain, first: int) -> None:
+    """Delete events `first`… and rewind the head to the event before, as if they never happened."""
+    rows = "SELECT id FROM audit_auditevent WHERE chain_id = %s AND sequence >= %s"
+    sql(f"DELETE FROM audit_auditeventsubject WHERE event_id IN ({rows})", [chain.pk, first])  # noqa: S608
+    sql("DELETE FROM audit_auditevent WHERE chain_id = %s AND sequence >= %s", [chain.pk, first])
+    last = AuditEvent.objects.get(chain=chain, sequence=first - 1)
+    sql(
+        "UPDATE audit_auditchain SET last_sequence = %s, last_hash = %s, updated_at = %s WHERE id = %s",
+        [last.sequence, last.hash, last.occurred_at, chain.pk],
+    )
+
+
+def export_now(tenant: Tenant) -> bytes:
+    """An export built after the tampering, by the honest application, of the whole recent range."""
+    now = datetime.now(tz=UTC)
+    with tenant_scope(tenant):
+        export = AuditExport.objects.create(
+            tenant=tenant, date_from=now - timedelta(days=1), date_to=now + timedelta(days=1)
+        )
+        export_build(export=export)
+        return export_read_all(export=export, kind="jsonl")
+
+
+@pytest.fixture
+def anchor_key_file(tmp_path: Path) -> str:
+    """The provider's public signing key as a file, as an auditor pins it."""
+    path = tmp_path / "audit-signing.pem"
+    path.write_text(ProviderSigner(get_signing_provider()).public_key.pem())
+    return str(path)
 
 
 def run_verifier(tmp_path: Path, data: bytes, *args: str) -> tuple[int, str]:

@@ -36,6 +36,7 @@ AUDIT_TABLES = (
     "audit_auditexport",
     "audit_auditexportlink",
     "audit_auditverification",
+    "audit_auditcheckpointanchor",
 )
 
 
@@ -104,6 +105,7 @@ def test_a_tenant_scope_sees_only_its_own_chain(three_chains, tenant_a, probe_ro
         for table in ("audit_auditchain", "audit_auditevent", "audit_auditeventsubject"):
             assert visible_tenants(table) == {tenant_a.pk}, table
         assert visible_chains("audit_auditcheckpoint") == {a.pk}
+        assert visible_chains("audit_auditcheckpointanchor") == {a.pk}
         assert visible_chains("audit_auditevent") == {a.pk}
         # The platform chain (tenant NULL) is not part of any tenant's scope.
         assert rows("SELECT count(*) FROM audit_auditevent WHERE tenant_id IS NULL") == [(0,)]
@@ -114,6 +116,7 @@ def test_the_platform_scope_sees_every_chain_including_the_platform_one(three_ch
     with platform_scope(), as_role(probe_role):
         assert visible_chains("audit_auditevent") == {c.pk for c in three_chains.values()}
         assert visible_chains("audit_auditcheckpoint") == {c.pk for c in three_chains.values()}
+        assert visible_chains("audit_auditcheckpointanchor") == {c.pk for c in three_chains.values()}
         assert None in visible_tenants("audit_auditevent")
 
 

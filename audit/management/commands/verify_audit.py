@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from audit.anchors import AnchorError
 from audit.models import AuditChain, Outcome
 from audit.recorder import audit_record
 from audit.services.integrity import chain_verify
@@ -15,7 +16,10 @@ from portal.tenancy.context import platform_scope
 
 
 class Command(BaseCommand):
-    help = "Verify the hash chain, checkpoints and head of one tenant's (or every) audit chain. Exit 1 if broken."
+    help = (
+        "Verify the hash chain, checkpoints, external anchors and head of one tenant's (or every) audit chain. "
+        "Exit 1 if broken."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         group = parser.add_mutually_exclusive_group(required=True)
@@ -28,8 +32,13 @@ class Command(BaseCommand):
             chains = self._chains(options)
             broken = 0
             for chain in chains:
-                result = chain_verify(chain=chain)
                 label = chain.tenant.slug if chain.tenant else "platform"
+                try:
+                    result = chain_verify(chain=chain)
+                except AnchorError as exc:
+                    broken += 1
+                    self.stderr.write(self.style.ERROR(f"{label}: cannot check the chain against its anchors: {exc}"))
+                    continue
                 if result.ok:
                     self.stdout.write(self.style.SUCCESS(f"{label}: {result.summary()}"))
                 else:
