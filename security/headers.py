@@ -4,8 +4,9 @@ Django's SecurityMiddleware sets HSTS (production), nosniff, Referrer-Policy
 and Cross-Origin-Opener-Policy; django-csp sets the content security policy
 (with frame-ancestors 'none'). This middleware sits outermost so that it also
 covers responses produced before those run (the health check, unknown hosts):
-it adds Permissions-Policy and Reporting-Endpoints, and fills in any of the
-others that are missing.
+it adds Permissions-Policy and Reporting-Endpoints, fills in any of the
+others that are missing, and makes every response `Cache-Control: no-store`
+except declared cacheable assets (security.caching).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from portal.net import client_ip
 from security import ratelimit
+from security.caching import apply_no_store
 from security.models import CspViolation
 from security.permissions import ANY_HOST, public_view
 
@@ -82,6 +84,7 @@ class SecurityHeadersMiddleware:
         response.setdefault("X-Frame-Options", "DENY")
         response.setdefault("Content-Security-Policy", _FALLBACK_CSP)
         response.setdefault("Reporting-Endpoints", f'{CSP_REPORT_GROUP}="{CSP_REPORT_PATH}"')
+        apply_no_store(request, response)
         return response
 
 
