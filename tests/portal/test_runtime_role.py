@@ -1,9 +1,10 @@
 """The two database roles, as shipped, on a real PostgreSQL (portal.dbroles).
 
-A throwaway database is created for this module, owned by an ordinary owner
-role; `manage.py migrate` runs as that owner and `manage.py
-grant_runtime_role` gives a second, ordinary role the runtime grants, exactly
-as docker-compose's `migrate` service does. Then, connected as the runtime
+A throwaway database is created for this module by the shipped
+deploy/postgres/initdb script (an ordinary owner role owning the database,
+and an ordinary runtime role); `manage.py migrate` runs as the owner and
+`manage.py grant_runtime_role` gives the runtime role its grants, exactly as
+docker-compose's `migrate` service does. Then, connected as the runtime
 role: the application's own writes work (a clinic, a patient, a statement and
 its ledger row, an audit event through the append function, a chain that
 verifies), and every way to get past the append-only triggers is refused. The
@@ -45,6 +46,7 @@ from tests.settings_probe import SETTINGS_PREFIXES, production_environment
 pytestmark = pytest.mark.postgres
 
 ROOT = Path(__file__).resolve().parents[2]
+INIT_SCRIPT = ROOT / "deploy" / "postgres" / "initdb" / "10-settle-app-role.sh"
 INSUFFICIENT_PRIVILEGE = "42501"  # SQLSTATE for "permission denied", "must be owner" and the triggers' refusal
 AUDIT_APPEND_ONLY = (
     "audit_auditevent",
@@ -112,6 +114,28 @@ def manage(
     )
 
 
+def init_database(stack: Stack) -> None:
+    """Run the shipped deploy/postgres/initdb script, as the postgres container does on first start."""
+    server = settings.DATABASES["default"]
+    password_file = stack.var_dir / "owner_password"
+    password_file.write_text("owner-password-for-the-throwaway-database\n")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PGHOST": server["HOST"] or "127.0.0.1",
+        "PGPORT": str(server["PORT"] or 5432),
+        "PGPASSWORD": server.get("PASSWORD") or "",
+        "POSTGRES_USER": server["USER"],
+        "POSTGRES_DB": "postgres",
+        "SETTLE_DB_NAME": stack.database,
+        "SETTLE_DB_USER": stack.runtime,
+        "SETTLE_DB_OWNER": stack.owner,
+        "SETTLE_DB_PASSWORD": "runtime-password-for-the-throwaway-database",
+        "SETTLE_DB_OWNER_PASSWORD_FILE": str(password_file),
+    }
+    done = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     suffix = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -124,12 +148,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     admin = _superuser()
     with admin.cursor() as cursor:
-        # What deploy/postgres/initdb does (the roles, the database the owner owns).
-        for role in (shipped.owner, shipped.runtime):
-            cursor.execute(f"CREATE ROLE {quote_role(role)} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
         cursor.execute(f"CREATE ROLE {quote_role(shipped.bypass)} LOGIN NOSUPERUSER BYPASSRLS")
-        cursor.execute(f'CREATE DATABASE "{shipped.database}" OWNER {quote_role(shipped.owner)}')
     try:
+        init_database(shipped)
+        with admin.cursor() as cursor:
+            cursor.execute(f'GRANT CONNECT ON DATABASE "{shipped.database}" TO {quote_role(shipped.bypass)}')
         for command in (("migrate", "--noinput"), ("grant_runtime_role", "--role", shipped.runtime)):
             done = manage(shipped, shipped.owner, *command)
             assert done.returncode == 0, f"{command}: {done.stdout}\n{done.stderr}"
