@@ -435,3 +435,54 @@ def test_celery_worker_and_beat_refuse_to_start_as_a_superuser_in_production():
     refuse_unsafe_database_role()  # not production: starts
     with override_settings(PRODUCTION=True), pytest.raises(SystemExit, match="refusing to start"):
         refuse_unsafe_database_role()
+
+
+# --------------------------------------------------------------------------------------
+# docker-compose ships the two roles
+# --------------------------------------------------------------------------------------
+
+
+def _compose() -> dict[str, Any]:
+    import yaml
+
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return loaded
+
+
+def test_compose_gives_the_owner_password_to_postgres_and_migrate_only():
+    services = _compose()["services"]
+    holders = {name for name, service in services.items() if "settle_db_owner_password" in service.get("secrets", [])}
+    assert holders == {"postgres", "migrate"}
+    postgres = services["postgres"]["environment"]
+    assert postgres["SETTLE_DB_OWNER_PASSWORD_FILE"] == "/run/secrets/settle_db_owner_password"
+    assert postgres["SETTLE_DB_OWNER"] != postgres["SETTLE_DB_USER"]
+    for name in ("web", "worker", "beat"):
+        # They connect with DATABASE_URL from .env: the runtime role.
+        assert "DATABASE_URL" not in (services[name].get("environment") or {}), name
+        assert services[name]["env_file"] == ".env"
+
+
+def test_the_compose_migrate_command_migrates_as_the_owner_then_grants_the_runtime_role(tmp_path: Path):
+    migrate = _compose()["services"]["migrate"]
+    shell, flags, script = migrate["command"]
+    assert (shell, flags) == ("sh", "-ec")
+    secret = tmp_path / "owner_password"
+    secret.write_text("0123abcd")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    fake = bin_dir / "python"
+    fake.write_text(f'#!/bin/sh\necho "$DATABASE_URL $*" >> {log}\n')
+    fake.chmod(0o755)
+    run = script.replace("$$", "$").replace("/run/secrets/settle_db_owner_password", str(secret))
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "DATABASE_URL": "postgres://settle:runtime@postgres:5432/settle",
+        **{k: str(v) for k, v in migrate["environment"].items()},
+    }
+    done = subprocess.run([shell, flags, run], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert log.read_text().splitlines() == [
+        "postgres://settle_owner:0123abcd@postgres:5432/settle manage.py migrate --noinput",
+        "postgres://settle_owner:0123abcd@postgres:5432/settle manage.py grant_runtime_role --role settle",
+    ]
