@@ -28,6 +28,7 @@ from security import ratelimit
 from security.caching import apply_no_store
 from security.models import CspViolation
 from security.permissions import ANY_HOST, public_view
+from security.textinput import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,9 @@ class SecurityHeadersMiddleware:
 
 
 def _short(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    # A report is any client's JSON: a NUL or a lone surrogate ("\ud800") in it
+    # would make PostgreSQL refuse the row (a 500), so they are stripped.
+    return clean_text(value[:limit]) if isinstance(value, str) else ""
 
 
 def _blocked(value: str) -> str:

@@ -11,6 +11,7 @@ for the webhook. Every answer (page, JSON, PDF, CSV, redirect, form error,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
 from django.urls import resolve
 
+from billing.processor import set_processor_factory
 from security.caching import NO_STORE, apply_no_store, cacheable_asset, is_cacheable_view
+from tests.billing.fakes import FakeProcessor
 from tests.conftest import Clinic, platform_client
 from tests.security.url_samples import ANONYMOUS, Route, guest_client, persona_client, routes
 
@@ -46,6 +49,15 @@ SENSITIVE_VIEWS = {
     "audit.views.event_detail",
     "security.views.keys",
 }
+
+
+@pytest.fixture(autouse=True)
+def _fake_processor() -> Iterator[FakeProcessor]:
+    """Pages that reach the processor reach a fake one (no network)."""
+    fake = FakeProcessor()
+    set_processor_factory(lambda tenant, account: fake)
+    yield fake
+    set_processor_factory(None)
 
 
 def _client(clinic: Clinic, route: Route) -> Client:
