@@ -80,7 +80,8 @@ def _form_carries_nul(request: HttpRequest) -> bool:
     """A NUL in a form field (names included) or an uploaded file's name."""
     if request.method != "POST" or (request.content_type or "") not in _FORM_TYPES:
         return False
-    return _any_nul(request.POST) or any(NUL in (upload.name or "") for upload in request.FILES.values())
+    names = (upload.name or "" for _, uploads in request.FILES.lists() for upload in uploads)
+    return _any_nul(request.POST) or any(NUL in name for name in names)
 
 
 def _any_nul(fields: Any) -> bool:

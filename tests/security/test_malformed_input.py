@@ -221,7 +221,8 @@ def _fields(client: Client, path: str) -> list[str]:
 
 def send(client: Client, path: str, request: Malformed) -> int:
     """The status of `request` (a view's exception is a 500: raise_request_exception is off)."""
-    extra = {"REMOTE_ADDR": f"10.{next(_ips) % 250}.{next(_ips) % 250}.{next(_ips) % 250}"}
+    # A new address each time, so per-IP rate limits and lockouts do not hide what comes after.
+    address = f"10.{next(_ips) % 250}.{next(_ips) % 250}.{next(_ips) % 250}"
     for name, value in request.cookies.items():
         client.cookies[name] = value
     try:
@@ -230,7 +231,7 @@ def send(client: Client, path: str, request: Malformed) -> int:
             path + (f"?{request.query}" if request.query else ""),
             data=request.body,
             content_type=request.content_type or "application/octet-stream",
-            **extra,
+            REMOTE_ADDR=address,
         )
     finally:
         for name in request.cookies:
