@@ -7,6 +7,7 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_GET
 
 from portal.models import Tenant
+from security.caching import cacheable_asset
 from security.permissions import TENANT_HOST, public_view
 
 _IMAGE_SIGNATURES = {
@@ -15,6 +16,7 @@ _IMAGE_SIGNATURES = {
 }
 
 
+@cacheable_asset
 @public_view(host=TENANT_HOST)
 @require_GET
 def branding_css(request: HttpRequest) -> HttpResponse:
@@ -26,6 +28,7 @@ def branding_css(request: HttpRequest) -> HttpResponse:
     return response
 
 
+@cacheable_asset
 @public_view(host=TENANT_HOST)
 @require_GET
 def branding_logo(request: HttpRequest) -> HttpResponseBase:

@@ -105,6 +105,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "portal.tenancy.middleware.TenantMiddleware",
+    # 400 for a NUL in the path, query, cookies or form fields, before the
+    # session or a view can put it in a query (PostgreSQL refuses it: a 500).
+    "security.textinput.RefuseUnstorableTextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

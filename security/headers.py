@@ -4,8 +4,9 @@ Django's SecurityMiddleware sets HSTS (production), nosniff, Referrer-Policy
 and Cross-Origin-Opener-Policy; django-csp sets the content security policy
 (with frame-ancestors 'none'). This middleware sits outermost so that it also
 covers responses produced before those run (the health check, unknown hosts):
-it adds Permissions-Policy and Reporting-Endpoints, and fills in any of the
-others that are missing.
+it adds Permissions-Policy and Reporting-Endpoints, fills in any of the
+others that are missing, and makes every response `Cache-Control: no-store`
+except declared cacheable assets (security.caching).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from django.views.decorators.http import require_POST
 
 from portal.net import client_ip
 from security import ratelimit
+from security.caching import apply_no_store
 from security.models import CspViolation
 from security.permissions import ANY_HOST, public_view
+from security.textinput import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +85,14 @@ class SecurityHeadersMiddleware:
         response.setdefault("X-Frame-Options", "DENY")
         response.setdefault("Content-Security-Policy", _FALLBACK_CSP)
         response.setdefault("Reporting-Endpoints", f'{CSP_REPORT_GROUP}="{CSP_REPORT_PATH}"')
+        apply_no_store(request, response)
         return response
 
 
 def _short(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    # A report is any client's JSON: a NUL or a lone surrogate ("\ud800") in it
+    # would make PostgreSQL refuse the row (a 500), so they are stripped.
+    return clean_text(value[:limit]) if isinstance(value, str) else ""
 
 
 def _blocked(value: str) -> str:

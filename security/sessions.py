@@ -30,6 +30,7 @@ from audit.recorder import audit_record
 from portal.net import client_ip
 from security.models import User, UserSession
 from security.permissions import staff_access_for
+from security.textinput import clean_text
 
 STAFF_IDLE_TIMEOUT = timedelta(minutes=15)
 STAFF_ABSOLUTE_TIMEOUT = timedelta(hours=12)
@@ -124,7 +125,7 @@ def user_session_record(*, request: HttpRequest, user: User) -> None:
             "user": user,
             "created_at": timezone.now(),
             "ip_address": ip,
-            "user_agent": (getattr(request, "headers", {}).get("User-Agent") or "")[:200],
+            "user_agent": clean_text((getattr(request, "headers", {}).get("User-Agent") or "")[:200]),
         },
     )
 

@@ -13,6 +13,7 @@ from billing.services.webhooks import WebhookRetryLater, webhook_receive
 from portal.models import Tenant
 from portal.tenancy.context import tenant_scope
 from security.permissions import PLATFORM_HOST, public_view
+from security.textinput import raw_json_is_storable
 
 MAX_WEBHOOK_BYTES = 256 * 1024
 
@@ -29,6 +30,10 @@ def stripe_webhook(request: HttpRequest, tenant_id: UUID) -> HttpResponse:
     payload = request.body
     if len(payload) > MAX_WEBHOOK_BYTES:
         return JsonResponse({"error": "payload too large"}, status=400)
+    if not raw_json_is_storable(payload):
+        # A NUL or a lone surrogate could not be stored with the event (a 500);
+        # the processor never sends one, so it is refused like a bad payload.
+        return JsonResponse({"error": "invalid signature or payload"}, status=400)
     with tenant_scope(tenant):
         try:
             result = webhook_receive(
