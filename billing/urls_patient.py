@@ -3,14 +3,11 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import patient
-from portal import branding
 
 app_name = "billing"
 
 urlpatterns = [
     path("", patient.landing, name="landing"),
-    path("branding.css", branding.branding_css, name="branding-css"),
-    path("branding/logo", branding.branding_logo, name="branding-logo"),
     path("pay/<uuid:checkout_id>/", patient.pay, name="pay"),
     path("pay/<uuid:checkout_id>/submit", patient.pay_submit, name="pay-submit"),
     path("pay/<uuid:checkout_id>/renew", patient.pay_renew, name="pay-renew"),

@@ -19,6 +19,7 @@ urlpatterns = [
     path("staff/settings/", include("portal.urls_settings")),
     path("staff/", include("portal.urls_staff")),
     path("platform/", include("portal.urls_platform")),
+    path("", include("portal.urls_branding")),
     path("", include("billing.urls_patient")),
 ]
 

@@ -119,14 +119,14 @@ def test_colour_and_logo_are_saved_served_and_audited(clinic_a: Clinic):
     assert tenant.brand_colour == "#0b5394"
     name = str(tenant.logo.name)
     assert name.startswith(f"tenant-logos/{tenant.public_id}-") and name.endswith(".png")
-    served: Any = clinic_a.client().get(reverse("billing:branding-logo"))
+    served: Any = clinic_a.client().get(reverse("branding:logo"))
     assert served["Content-Type"] == "image/png"
     assert b"metadata" not in b"".join(served.streaming_content)
-    assert "#0b5394" in clinic_a.client().get(reverse("billing:branding-css")).content.decode()
+    assert "#0b5394" in clinic_a.client().get(reverse("branding:css")).content.decode()
     # The branding files are cached for minutes: pages link them by version, so a change shows at once.
     landing = clinic_a.client().get("/").content.decode()
-    assert f'{reverse("billing:branding-css")}?v=0b5394"' in landing
-    assert f'{reverse("billing:branding-logo")}?v={name[-12:]}"' in landing
+    assert f'{reverse("branding:css")}?v=0b5394"' in landing
+    assert f'{reverse("branding:logo")}?v={name[-12:]}"' in landing
     (event,) = AuditEvent.objects.filter(tenant=clinic_a.tenant, action="settings.branding_changed")
     assert event.details["brand_colour_old"] == "#1f6feb" and event.details["brand_colour_new"] == "#0b5394"
     assert event.details["logo"] == "changed" and len(event.details["logo_sha256"]) == 16
