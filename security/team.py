@@ -37,6 +37,7 @@ from portal.models import Tenant
 from security.login_lockout import account_lockouts, login_failures_clear, normalize_username
 from security.mfa import mfa_devices_remove, mfa_enrolled_user_ids
 from security.models import Membership, Role, StaffInvitation, User
+from security.roles import role_phrase
 from security.sessions import user_sessions_end_all
 
 # Roles a clinic admin may give: every role but patient.
@@ -209,7 +210,7 @@ def member_role_change(
         locked = _locked_membership(tenant, membership)
         _refuse_self(locked, actor, "You can't change your own role. Ask another clinic admin.")
         if locked.role == role:
-            raise TeamError(f"This person is already a {Role(role).label.lower()}.")
+            raise TeamError(f"This person is already {role_phrase(role)}.")
         if role != Role.CLINIC_ADMIN:
             _refuse_last_admin(locked, admin_pks)
         from_role = locked.role

@@ -49,9 +49,10 @@ from security.invitations import (
     token_hash,
 )
 from security.mfa import mfa_enrolled
-from security.models import Membership, Role, User
+from security.models import Membership, User
 from security.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from security.permissions import TENANT_HOST, public_view, require_permission
+from security.roles import role_phrase
 from security.team import (
     TeamError,
     access_membership_by_uuid,
@@ -235,7 +236,7 @@ def member_role(request: HttpRequest, membership_id: UUID) -> HttpResponse:
         )
     except TeamError as error:
         return _member_page(request, membership, role_form=form, error=str(error), status=400)
-    messages.success(request, f"The role is now {Role(role).label.lower()}.")
+    messages.success(request, f"They are now {role_phrase(role)}.")
     return _member_redirect(membership)
 
 
@@ -358,7 +359,7 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
                 return _after_accept(request, acceptance.user)
     context = {
         "invitation": invitation,
-        "role_label": Role(invitation.role).label,
+        "role_phrase": role_phrase(invitation.role),
         "has_account": has_account,
         "form": form,
     }
