@@ -63,7 +63,7 @@ from security.team import (
     member_unlock,
     staff_role_choices,
     team_member,
-    team_members,
+    team_members_page,
 )
 
 # The accept route's "token" once the real token has moved into the session.
@@ -134,7 +134,7 @@ def _actor(request: HttpRequest) -> tuple[User, str]:
 def _team_page(request: HttpRequest, *, invite_form: InviteForm | None = None, status: int = 200) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     context = {
-        "members": team_members(tenant=tenant),
+        "members": team_members_page(tenant=tenant, number=request.GET.get("page")),
         "invitations": invitations_pending(tenant=tenant),
         "invite_form": invite_form or InviteForm(),
     }

@@ -80,11 +80,11 @@ def patients(request: HttpRequest) -> HttpResponse:
 @require_GET
 def payments(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    rows = list(
-        Payment.objects.filter(tenant=tenant)
-        .select_related("statement", "patient")
-        .order_by("-created_at")[:PAYMENTS_PAGE_SIZE]
+    newest_first = (
+        Payment.objects.filter(tenant=tenant).select_related("statement", "patient").order_by("-created_at", "-pk")
     )
+    page = Paginator(newest_first, PAYMENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
     audit_record(
         action="ledger.viewed",
         tenant=tenant,
@@ -92,9 +92,9 @@ def payments(request: HttpRequest) -> HttpResponse:
         actor_role=request.access.role,  # type: ignore[attr-defined]
         target_type="payment_list",
         request=request,
-        details={"patients": sorted({str(p.patient.public_id) for p in rows})},
+        details={"patients": sorted({str(p.patient.public_id) for p in rows}), "page": page.number},
     )
-    return render(request, "billing/staff/payments.html", {"payments": rows})
+    return render(request, "billing/staff/payments.html", {"payments": rows, "page": page})
 
 
 @require_permission("patients.view")
