@@ -10,6 +10,7 @@ from uuid import UUID
 from django.http import Http404, HttpRequest
 
 from billing.models import Checkout, Patient, Payment
+from billing.refund_models import Refund
 from portal.models import Tenant
 
 SESSION_CHECKOUTS = "settle_checkouts"
@@ -52,7 +53,23 @@ def access_patient_by_uuid(*, tenant: Tenant, uuid: UUID) -> Patient:
 
 def access_staff_payment_by_uuid(*, tenant: Tenant, uuid: UUID) -> Payment:
     """A payment of this clinic, for staff. Callers have checked the payment permission."""
-    payment = Payment.objects.select_related("tenant", "checkout").filter(tenant=tenant, public_id=uuid).first()
+    payment = (
+        Payment.objects.select_related("tenant", "checkout", "statement", "patient")
+        .filter(tenant=tenant, public_id=uuid)
+        .first()
+    )
     if payment is None:
         raise Http404
     return payment
+
+
+def access_refund_by_uuid(*, tenant: Tenant, uuid: UUID) -> Refund:
+    """A refund of this clinic; 404 for missing and another clinic's alike."""
+    refund = (
+        Refund.objects.select_related("payment", "payment__patient", "payment__statement", "requested_by", "decided_by")
+        .filter(tenant=tenant, public_id=uuid)
+        .first()
+    )
+    if refund is None:
+        raise Http404
+    return refund

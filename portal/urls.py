@@ -23,5 +23,6 @@ urlpatterns = [
     path("", include("billing.urls_patient")),
 ]
 
+handler403 = "portal.views.errors.forbidden"
 handler404 = "portal.errors.not_found"
 handler500 = "portal.errors.server_error"

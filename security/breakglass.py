@@ -40,6 +40,7 @@ from portal.models import Tenant
 from portal.tenancy.resolution import tenant_base_url
 from security.models import BreakGlassGrant, Membership, Role, User
 from security.permissions import BREAK_GLASS_ROLE, OPERATOR_PERMISSIONS, PERMISSIONS, ROLE_PERMISSIONS
+from security.roles import role_phrase
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,8 @@ def _audit_trail_url(tenant: Tenant, grant: BreakGlassGrant) -> str:
 
 def _review_paragraph(tenant: Tenant, grant: BreakGlassGrant) -> str:
     return (
-        "Everything the operator does is recorded in your clinic's audit trail with the role "
-        f'"{BREAK_GLASS_ROLE}" and their account. Your compliance officer can review it at:\n\n'
+        "Everything the operator does is recorded in your clinic's audit trail under their account, "
+        f'as {role_phrase(BREAK_GLASS_ROLE)} (role "{BREAK_GLASS_ROLE}"). Your compliance officer can review it at:\n\n'
         f"{_audit_trail_url(tenant, grant)}\n\n"
         f"Reference for this access: {grant.public_id}\n"
     )

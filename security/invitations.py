@@ -40,6 +40,7 @@ from portal.models import Tenant
 from portal.tenancy.resolution import tenant_base_url
 from security.models import Membership, Role, StaffInvitation, User
 from security.passwords import validate_password_for
+from security.roles import role_phrase
 from security.team import STAFF_ROLES, TeamError
 
 INVITATION_LIFETIME = timedelta(hours=72)
@@ -172,9 +173,8 @@ def _normalised_email(email: str) -> str:
 
 
 def _send_invitation_email(*, tenant: Tenant, email: str, role: str, link: str) -> None:
-    role_label = str(Role(role).label).lower()
     body = (
-        f"You have been invited to join the staff of {tenant.name} on Settle as a {role_label}.\n\n"
+        f"You have been invited to join the staff of {tenant.name} on Settle as {role_phrase(role)}.\n\n"
         f"To accept, open this link within 72 hours:\n\n{link}\n\n"
         "The link works once. You will set up an authenticator app on your phone as part of signing in.\n"
         "If you were not expecting this invitation, ignore this email; nothing happens unless the link is opened "

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
+from django.core.paginator import Page, Paginator
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -37,6 +38,7 @@ from portal.models import Tenant
 from security.login_lockout import account_lockouts, login_failures_clear, normalize_username
 from security.mfa import mfa_devices_remove, mfa_enrolled_user_ids
 from security.models import Membership, Role, StaffInvitation, User
+from security.roles import role_phrase
 from security.sessions import user_sessions_end_all
 
 # Roles a clinic admin may give: every role but patient.
@@ -111,6 +113,17 @@ def team_members(*, tenant: Tenant) -> list[TeamMember]:
     """The clinic's staff (active first, then by email) with MFA and lockout state. Three queries."""
     memberships = list(_staff_memberships(tenant).order_by("-is_active", "user__email"))
     return _with_account_state(memberships)
+
+
+TEAM_PAGE_SIZE = 50
+
+
+def team_members_page(*, tenant: Tenant, number: Any, per_page: int = TEAM_PAGE_SIZE) -> Page[TeamMember]:
+    """One page of the clinic's staff, in team_members' order; account state only for that page's rows."""
+    memberships = Paginator(_staff_memberships(tenant).order_by("-is_active", "user__email", "pk"), per_page)
+    page = memberships.get_page(number)
+    members = _with_account_state(list(page.object_list))
+    return Page(members, page.number, cast("Paginator[TeamMember]", memberships))
 
 
 def team_member(*, membership: Membership) -> TeamMember:
@@ -209,7 +222,7 @@ def member_role_change(
         locked = _locked_membership(tenant, membership)
         _refuse_self(locked, actor, "You can't change your own role. Ask another clinic admin.")
         if locked.role == role:
-            raise TeamError(f"This person is already a {Role(role).label.lower()}.")
+            raise TeamError(f"This person is already {role_phrase(role)}.")
         if role != Role.CLINIC_ADMIN:
             _refuse_last_admin(locked, admin_pks)
         from_role = locked.role

@@ -49,10 +49,11 @@ from security.invitations import (
     token_hash,
 )
 from security.mfa import mfa_enrolled
-from security.models import Membership, Role, User
+from security.models import Membership, User
 from security.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from security.permissions import TENANT_HOST, public_view, require_permission
 from security.recovery import password_reset_send
+from security.roles import role_phrase
 from security.team import (
     TeamError,
     access_membership_by_uuid,
@@ -63,7 +64,7 @@ from security.team import (
     member_unlock,
     staff_role_choices,
     team_member,
-    team_members,
+    team_members_page,
 )
 
 # The accept route's "token" once the real token has moved into the session.
@@ -134,7 +135,7 @@ def _actor(request: HttpRequest) -> tuple[User, str]:
 def _team_page(request: HttpRequest, *, invite_form: InviteForm | None = None, status: int = 200) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
     context = {
-        "members": team_members(tenant=tenant),
+        "members": team_members_page(tenant=tenant, number=request.GET.get("page")),
         "invitations": invitations_pending(tenant=tenant),
         "invite_form": invite_form or InviteForm(),
     }
@@ -236,7 +237,7 @@ def member_role(request: HttpRequest, membership_id: UUID) -> HttpResponse:
         )
     except TeamError as error:
         return _member_page(request, membership, role_form=form, error=str(error), status=400)
-    messages.success(request, f"The role is now {Role(role).label.lower()}.")
+    messages.success(request, f"They are now {role_phrase(role)}.")
     return _member_redirect(membership)
 
 
@@ -370,7 +371,7 @@ def accept(request: HttpRequest, token: str) -> HttpResponse:
                 return _after_accept(request, acceptance.user)
     context = {
         "invitation": invitation,
-        "role_label": Role(invitation.role).label,
+        "role_phrase": role_phrase(invitation.role),
         "has_account": has_account,
         "form": form,
     }

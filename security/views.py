@@ -4,8 +4,10 @@ Clinic admins only ("keys.rotate"). Shows key metadata (purpose, version,
 state, dates), never key material: the wrapped key is not even loaded.
 Starting a rotation activates the new key versions in the request (so a
 provider failure is reported at once and nothing is written) and queues the
-re-encryption as a Celery task once that transaction has committed. The
-rotation service records key.rotation_started / key.rotation_completed.
+re-encryption as a Celery task once that transaction has committed, then
+redirects to the progress page at once (with eager tasks the re-encryption
+runs in a background thread: security.rotation_background). The rotation
+service records key.rotation_started / key.rotation_completed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from security.crypto.errors import KeyUnavailableError
 from security.crypto.models import DataKey, KeyPurpose, KeyRotation, RotationStatus
 from security.crypto.rotation import ROTATABLE_PURPOSES, data_key_rotation_start, rotation_progress
 from security.permissions import require_permission
+from security.rotation_background import rotation_dispatch
 
 ALL_PURPOSES = "all"
 
@@ -53,10 +56,8 @@ def _console(request: HttpRequest, *, status: int = 200) -> HttpResponse:
 
 
 def _queue_rotation(*, tenant_id: int, purpose: str, actor_id: int | None) -> Callable[[], object]:
-    """The on_commit callback that hands one purpose's rotation to Celery (eager in development and tests)."""
-    from security.tasks import data_key_rotate_task
-
-    return lambda: data_key_rotate_task.delay(tenant_id=tenant_id, purpose=purpose, actor_id=actor_id)
+    """The on_commit callback that hands one purpose's rotation to Celery, or eagerly to a background thread."""
+    return rotation_dispatch(tenant_id=tenant_id, purpose=purpose, actor_id=actor_id)
 
 
 @require_permission("keys.rotate")
@@ -94,14 +95,17 @@ def rotate(request: HttpRequest) -> HttpResponse:
         return _console(request, status=409)
     actor = request.user
     try:
+        started = []
         with transaction.atomic():
             for purpose in purposes:
-                data_key_rotation_start(tenant=tenant, purpose=purpose, actor=actor)
+                started.append(data_key_rotation_start(tenant=tenant, purpose=purpose, actor=actor))
                 transaction.on_commit(_queue_rotation(tenant_id=tenant.pk, purpose=purpose, actor_id=actor.pk))
     except KeyUnavailableError as exc:
         messages.error(request, f"The key provider could not create a new key: {exc}. Nothing was rotated.")
         return _console(request, status=503)
     messages.success(request, "Key rotation started. Rows are re-encrypted in the background; progress is below.")
+    if len(started) == 1:
+        return redirect("keys:rotation", rotation_id=started[0].public_id)
     return redirect("keys:keys")
 
 

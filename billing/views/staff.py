@@ -83,12 +83,14 @@ def patients(request: HttpRequest) -> HttpResponse:
 @require_GET
 def payments(request: HttpRequest) -> HttpResponse:
     tenant = request.tenant  # type: ignore[attr-defined]
-    rows = list(
+    newest_first = (
         Payment.objects.filter(tenant=tenant)
         .select_related("statement", "patient")
         .annotate(dispute_count=Count("disputes"))
-        .order_by("-created_at")[:PAYMENTS_PAGE_SIZE]
+        .order_by("-created_at", "-pk")
     )
+    page = Paginator(newest_first, PAYMENTS_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = list(page.object_list)
     audit_record(
         action="ledger.viewed",
         tenant=tenant,
@@ -96,9 +98,9 @@ def payments(request: HttpRequest) -> HttpResponse:
         actor_role=request.access.role,  # type: ignore[attr-defined]
         target_type="payment_list",
         request=request,
-        details={"patients": sorted({str(p.patient.public_id) for p in rows})},
+        details={"patients": sorted({str(p.patient.public_id) for p in rows}), "page": page.number},
     )
-    context = {"payments": rows, "awaiting_statuses": AWAITING_PATIENT_STATUSES}
+    context = {"payments": rows, "page": page, "awaiting_statuses": AWAITING_PATIENT_STATUSES}
     return render(request, "billing/staff/payments.html", context)
 
 

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.recorder import audit_record
+from billing.access import access_refund_by_uuid, access_staff_payment_by_uuid
 from billing.dispute_models import Dispute
 from billing.models import Payment
 from billing.refund_models import Refund, RefundReason, RefundStatus
@@ -57,28 +58,6 @@ class RefundForm(forms.Form):
 
 class RejectForm(forms.Form):
     reason = forms.CharField(label="Why is it rejected?", max_length=NOTE_MAX_LENGTH)
-
-
-def access_staff_payment_by_uuid(*, tenant: Any, uuid: UUID) -> Payment:
-    """A payment of this clinic, for staff with payments.view; 404 for missing and another clinic's alike."""
-    payment = (
-        Payment.objects.select_related("statement", "patient", "checkout").filter(tenant=tenant, public_id=uuid).first()
-    )
-    if payment is None:
-        raise Http404
-    return payment
-
-
-def access_refund_by_uuid(*, tenant: Any, uuid: UUID) -> Refund:
-    """A refund of this clinic; 404 for missing and another clinic's alike."""
-    refund = (
-        Refund.objects.select_related("payment", "payment__patient", "payment__statement", "requested_by", "decided_by")
-        .filter(tenant=tenant, public_id=uuid)
-        .first()
-    )
-    if refund is None:
-        raise Http404
-    return refund
 
 
 def _payment_page(

@@ -150,7 +150,7 @@ def test_invited_billing_manager_sets_up_mfa_signs_in_and_gets_locked_out(
     page.get_by_role("link", name="I have saved them, continue").click()
     page.wait_for_url(re.compile(r"/staff/$"))
     assert f"Welcome, {INVITEE_NAME}" in page.locator("h1").inner_text()
-    assert "Billing manager" in page.locator("main").inner_text()
+    assert "Signed in to Alpha Clinic as a billing manager." in page.locator("main").inner_text()
 
     user = User.objects.get(email=INVITEE_EMAIL)
     with tenant_scope(clinic_a.tenant):

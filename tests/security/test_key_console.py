@@ -24,7 +24,9 @@ OTHER_ROLES = [role.value for role in Role if role != Role.CLINIC_ADMIN]
 @pytest.fixture(autouse=True)
 def _no_active_version_wait() -> object:
     # One process: nobody else can hold the old active version, so an eager rotation finishes at once.
-    with override_settings(SETTLE_ACTIVE_KEY_CACHE_SECONDS=0):
+    # Inline on commit, not in a background thread: the thread's own connection could not see
+    # this test's uncommitted data (test_key_rotation_background.py covers the thread).
+    with override_settings(SETTLE_ACTIVE_KEY_CACHE_SECONDS=0, SETTLE_ROTATION_EAGER_THREAD=False):
         yield
 
 
