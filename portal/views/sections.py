@@ -25,6 +25,8 @@ STAFF_SECTIONS: list[StaffSection] = [
     StaffSection("dashboard.view", "Dashboard", "staff:dashboard", "Today's payments and the team at a glance."),
     StaffSection("patients.view", "Patients", "staff:patients", "Find a patient and open their ledger."),
     StaffSection("payments.view", "Payments", "staff:payments", "Recent payments, their status and receipts."),
+    StaffSection("refunds.approve", "Refund approvals", "staff:refunds", "Approve or reject refunds above a limit."),
+    StaffSection("disputes.manage", "Disputes", "staff:disputes", "Chargebacks and their evidence due dates."),
     StaffSection(
         "audit.view", "Audit trail", "audit:search", "Search events, see who accessed a patient, verify the chain."
     ),
@@ -33,6 +35,9 @@ STAFF_SECTIONS: list[StaffSection] = [
         "staff.manage", "Team", "team:list", "Invite staff, change roles, reset authenticators, unlock accounts."
     ),
     StaffSection("keys.rotate", "Encryption keys", "keys:keys", "See the clinic's data keys and rotate them."),
+    StaffSection(
+        "settings.manage", "Settings", "clinic_settings:overview", "Profile, branding, processor keys and policies."
+    ),
     StaffSection(
         "platform.break_glass", "Emergency access", "breakglass:start", "Start or end time-boxed emergency access."
     ),

@@ -48,6 +48,8 @@ PAGES = {
     "patients": "/staff/patients/",
     "team": "/staff/team/",
     "keys": "/staff/keys/",
+    "refunds": "/staff/refunds/",
+    "disputes": "/staff/disputes/",
 }
 # Pages without a table: checked for sideways scroll and navigation only.
 PLAIN_PAGES = {"dashboard": "/staff/", "account": "/staff/account/"}
