@@ -48,11 +48,15 @@ PAGES = {
     "patients": "/staff/patients/",
     "team": "/staff/team/",
     "keys": "/staff/keys/",
-    "refunds": "/staff/refunds/",
-    "disputes": "/staff/disputes/",
 }
 # Pages without a table: checked for sideways scroll and navigation only.
-PLAIN_PAGES = {"dashboard": "/staff/", "account": "/staff/account/"}
+PLAIN_PAGES = {
+    "dashboard": "/staff/",
+    "account": "/staff/account/",
+    "refunds": "/staff/refunds/",
+    "disputes": "/staff/disputes/",
+    "settings": "/staff/settings/",
+}
 DATE_HEADER = re.compile(
     r"^(date|time|started|finished|expires|created|rewrapped|retired|locked until|when)\b", re.IGNORECASE
 )
