@@ -5,9 +5,9 @@ encode a lone surrogate (U+D800-U+DFFF, which JSON's "\\ud800" escape
 produces) as UTF-8. Either one reaching a query is a server error instead of
 a clear refusal, on public endpoints as much as in the staff console.
 
-- `RefuseUnstorableTextMiddleware` answers 400 to any request whose path,
-  query, cookies or form fields carry a NUL, before a view (or the session
-  middleware, with the session cookie) can pass it to a query.
+- `RefuseUnstorableTextMiddleware` answers 400 to any request whose query,
+  cookies or form fields carry a NUL (404 for one in the path), before a view
+  (or the session middleware, with the session cookie) can pass it to a query.
   (Django's forms.CharField refuses NUL too, but views also read query
   parameters and URL parts directly.)
 - JSON and raw bodies are the views' own: `clean_text` strips what cannot be
@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from django.http import HttpRequest, HttpResponseBadRequest
+from django.http import Http404, HttpRequest, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 
 NUL = "\x00"
@@ -70,8 +70,8 @@ def raw_json_is_storable(payload: bytes) -> bool:
 
 
 def _outside_carries_nul(request: HttpRequest) -> bool:
-    """A NUL in the path, a query parameter or a cookie (names included)."""
-    if NUL in request.path or any(NUL in key or NUL in value for key, value in request.COOKIES.items()):
+    """A NUL in a query parameter or a cookie (names included)."""
+    if any(NUL in key or NUL in value for key, value in request.COOKIES.items()):
         return True
     return _any_nul(request.GET)
 
@@ -89,7 +89,7 @@ def _any_nul(fields: Any) -> bool:
 
 
 class RefuseUnstorableTextMiddleware:
-    """400 for a NUL in the path, the query string, the cookies or the form fields (file names too).
+    """404 for a NUL in the path; 400 for one in the query string, the cookies or the form fields (file names too).
 
     The form is read in process_view, and not for views exempt from CSRF:
     those (webhooks, CSP reports) read the raw body themselves, which Django
@@ -101,6 +101,10 @@ class RefuseUnstorableTextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if NUL in request.path:
+            # A path with a NUL names nothing here: the same 404 as any unknown
+            # token or id, before a view looks it up (ours render the 404 page).
+            raise Http404("no such page")
         if _outside_carries_nul(request):
             return _refusal()
         return self.get_response(request)

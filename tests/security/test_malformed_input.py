@@ -305,6 +305,16 @@ def test_a_nul_in_a_query_or_form_field_is_refused_with_a_clear_message(clinic_a
         assert b"not allowed" in response.content
 
 
+def test_a_nul_in_the_path_is_not_found(clinic_a: Clinic):
+    officer = persona_client(clinic_a, "compliance_officer")
+    for client, path in (
+        (Client(HTTP_HOST=clinic_a.host), "/staff/team/invitations/abc%00def/"),
+        (officer, "/staff/audit/downloads/%00%00/"),
+        (Client(HTTP_HOST=clinic_a.host), "/%00"),
+    ):
+        assert client.get(path).status_code == 404, path
+
+
 def test_textinput_helpers():
     from security.textinput import clean_text, is_storable, json_is_storable, raw_json_is_storable
 
