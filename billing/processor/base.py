@@ -148,6 +148,10 @@ class ProcessorAdmin(Protocol):
         """Register `url` for `events`; raises EndpointApiUnavailable when the API cannot."""
         ...
 
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        """Delete an endpoint this clinic registered before; raises ProcessorError when it cannot."""
+        ...
+
 
 class Processor(Protocol):
     publishable_key: str

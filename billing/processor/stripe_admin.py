@@ -70,3 +70,9 @@ class StripeAdmin:
         if not secret:
             raise EndpointApiUnavailable("no signing secret returned")
         return EndpointSnapshot(id=str(data["id"]), url=str(data.get("url") or url), secret=secret)
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        try:
+            self._client.v1.webhook_endpoints.delete(endpoint_id)
+        except stripe.StripeError as exc:
+            raise ProcessorError(f"{type(exc).__name__}: {exc.code or exc.http_status}") from None

@@ -17,6 +17,7 @@ writes through these services. Rules:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,8 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
 )
 
 TEST, LIVE = "test", "live"
+
+logger = logging.getLogger(__name__)
 
 
 class ProcessorSettingsError(Exception):
@@ -302,13 +305,16 @@ def processor_webhook_register(
 
     Returns None when the API cannot do it (the page then shows the by-hand
     steps); raises ProcessorSettingsError when there are no keys or the
-    processor is unreachable. Audit: settings.webhook_registered.
+    processor is unreachable. Audit: settings.webhook_registered (with the
+    replaced endpoint's id). The endpoint this one replaces is then deleted
+    at the processor, best effort: its deliveries would fail the new secret.
     """
     account = ProcessorAccount.objects.filter(tenant=tenant).first()
     if account is None or not account.secret_key:
         raise ProcessorSettingsError("Save the Stripe keys first.")
+    admin = get_processor_admin(secret_key=account.secret_key)
     try:
-        endpoint = get_processor_admin(secret_key=account.secret_key).create_webhook_endpoint(
+        endpoint = admin.create_webhook_endpoint(
             url=tenant_webhook_url(tenant), events=WEBHOOK_EVENTS, description=f"Settle {tenant.slug}"
         )
     except EndpointApiUnavailable:
@@ -320,6 +326,7 @@ def processor_webhook_register(
     now = timezone.now()
     with transaction.atomic(durable=True):
         account = ProcessorAccount.objects.select_for_update().get(pk=account.pk)
+        replaced = account.webhook_endpoint_id
         account.webhook_secret = endpoint.secret
         account.webhook_endpoint_id = endpoint.id
         account.webhook_secret_set_at = now
@@ -331,8 +338,19 @@ def processor_webhook_register(
             actor=actor,
             actor_role=actor_role,
             request=request,
-            details={"endpoint": endpoint.id[:64], "events": len(WEBHOOK_EVENTS), "webhook_secret": "changed"},
+            details={
+                "endpoint": endpoint.id[:64],
+                "replaced_endpoint": replaced[:64] or None,
+                "events": len(WEBHOOK_EVENTS),
+                "webhook_secret": "changed",
+            },
         )
+    if replaced and replaced != endpoint.id:
+        try:
+            admin.delete_webhook_endpoint(replaced)
+        except ProcessorError:
+            # Gone already, or another account's: the admin can delete it in the dashboard.
+            logger.info("replaced webhook endpoint not deleted", extra={"tenant": str(tenant.public_id)})
     return account
 
 

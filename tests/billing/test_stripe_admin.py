@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from billing.processor import EndpointApiUnavailable, ProcessorKeyRefused, ProcessorUnavailable
+from billing.processor import EndpointApiUnavailable, ProcessorError, ProcessorKeyRefused, ProcessorUnavailable
 from billing.processor.stripe_admin import StripeAdmin
 
 
@@ -42,7 +42,7 @@ def _handler(stub: StubStripe) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _answer
+        do_GET = do_POST = do_DELETE = _answer
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -121,3 +121,14 @@ def test_create_webhook_endpoint_unavailable_means_by_hand(stub: StubStripe, sta
     stub.answers["/v1/webhook_endpoints"] = (status, _error(kind))
     with pytest.raises(EndpointApiUnavailable):
         StripeAdmin(secret_key="rk_test_abc").create_webhook_endpoint(url="https://x/", events=[], description="d")
+
+
+def test_delete_webhook_endpoint_sends_delete_and_maps_refusals(stub: StubStripe):
+    stub.answers["/v1/webhook_endpoints/we_old"] = (
+        200,
+        {"id": "we_old", "object": "webhook_endpoint", "deleted": True},
+    )
+    StripeAdmin(secret_key="sk_test_abc").delete_webhook_endpoint("we_old")
+    assert stub.requests[-1][:2] == ("DELETE", "/v1/webhook_endpoints/we_old")
+    with pytest.raises(ProcessorError):
+        StripeAdmin(secret_key="sk_test_abc").delete_webhook_endpoint("we_gone")

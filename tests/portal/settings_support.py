@@ -26,6 +26,7 @@ class FakeAdmin:
     endpoints_api: bool = True
     keys_seen: list[str] = field(default_factory=list)
     endpoints: list[dict[str, object]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
     def __call__(self, secret_key: str) -> FakeAdmin:
         self.keys_seen.append(secret_key)
@@ -42,7 +43,10 @@ class FakeAdmin:
         if not self.endpoints_api:
             raise EndpointApiUnavailable("not implemented")
         self.endpoints.append({"url": url, "events": list(events)})
-        return EndpointSnapshot(id="we_fake0001", url=url, secret="whsec_fromapi_0123456789abcd")
+        return EndpointSnapshot(id=f"we_fake{len(self.endpoints):04d}", url=url, secret="whsec_fromapi_0123456789abcd")
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        self.deleted.append(endpoint_id)
 
 
 def png_bytes(size: tuple[int, int] = (64, 32), *, text: str = "", mode: str = "RGB") -> bytes:

@@ -216,11 +216,22 @@ def test_a_signing_secret_needs_keys_first(clinic_a: Clinic):
     assert response.status_code == 400 and "Save the Stripe keys first." in response.content.decode()
 
 
-def test_register_again_replaces_the_signing_secret(clinic_a: Clinic, admin_api: FakeAdmin):
-    response = clinic_a.client_as(ADMIN).post(reverse("clinic_settings:webhook-register"), follow=True)
+def test_register_again_replaces_the_signing_secret_and_deletes_the_old_endpoint(
+    clinic_a: Clinic, admin_api: FakeAdmin
+):
+    client = clinic_a.client_as(ADMIN)
+    response = client.post(reverse("clinic_settings:webhook-register"), follow=True)
     assert "webhook endpoint is registered" in response.content.decode()
     assert _account(clinic_a).webhook_secret == "whsec_fromapi_0123456789abcd"
-    assert AuditEvent.objects.filter(action="settings.webhook_registered").count() == 1
+    assert admin_api.deleted == []  # the by-hand secret had no endpoint id
+    client.post(reverse("clinic_settings:webhook-register"))
+    assert _account(clinic_a).webhook_endpoint_id == "we_fake0002"
+    assert admin_api.deleted == ["we_fake0001"]
+    events = AuditEvent.objects.filter(action="settings.webhook_registered").order_by("sequence")
+    assert [(e.details["endpoint"], e.details["replaced_endpoint"]) for e in events] == [
+        ("we_fake0001", None),
+        ("we_fake0002", "we_fake0001"),
+    ]
 
 
 # --- Against localstripe --------------------------------------------------------------------
