@@ -29,17 +29,14 @@ def clinic_address_lines(tenant: Tenant) -> list[str]:
     return [line for line in (tenant.address_line1, tenant.address_line2, city_line) if line]
 
 
-def receipt_pdf(*, payment: Payment) -> bytes:
-    """Render the receipt of a succeeded payment."""
-    if not payment.receipt_number or payment.succeeded_at is None:
-        raise ValueError("only a succeeded payment has a receipt")
-    tenant = payment.tenant
-    statement = payment.statement
-    paid_at = payment.succeeded_at.astimezone(ZoneInfo(tenant.timezone))
-    remaining = statement_balance(statement=statement)
+def _support_contact(tenant: Tenant) -> str:
+    return " or ".join(x for x in (tenant.support_phone, tenant.support_email) if x)
 
+
+def receipt_document(*, tenant: Tenant, title: str, heading: str, rows: list[tuple[str, str]], footer: str) -> bytes:
+    """A one-page receipt in the clinic's colours: name, address, heading, labelled rows, a footer."""
     pdf = FPDF(format="Letter")
-    pdf.set_title(f"Receipt {payment.receipt_number}")
+    pdf.set_title(title)
     pdf.set_author(tenant.name)
     pdf.set_creator("Settle")
     pdf.add_page()
@@ -55,9 +52,27 @@ def receipt_pdf(*, payment: Payment) -> bytes:
             pdf.cell(0, 5, _latin1(line), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
     pdf.set_font("Helvetica", "", 12)
-    pdf.cell(0, 8, "Payment receipt", new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 8, heading, new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
+    for label, value in rows:
+        pdf.set_font("Helvetica", "B", 11)
+        pdf.cell(80, 9, _latin1(label))
+        pdf.set_font("Helvetica", "", 11)
+        pdf.cell(0, 9, _latin1(value), new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(8)
+    pdf.set_font("Helvetica", "", 10)
+    pdf.multi_cell(0, 6, _latin1(footer))
+    return bytes(pdf.output())
 
+
+def receipt_pdf(*, payment: Payment) -> bytes:
+    """Render the receipt of a succeeded payment."""
+    if not payment.receipt_number or payment.succeeded_at is None:
+        raise ValueError("only a succeeded payment has a receipt")
+    tenant = payment.tenant
+    statement = payment.statement
+    paid_at = payment.succeeded_at.astimezone(ZoneInfo(tenant.timezone))
+    remaining = statement_balance(statement=statement)
     rows = [
         ("Receipt number", payment.receipt_number),
         ("Date paid", paid_at.strftime("%B %d, %Y at %I:%M %p %Z")),
@@ -70,16 +85,10 @@ def receipt_pdf(*, payment: Payment) -> bytes:
     if payment.processor_payment_intent_id:
         # What the clinic quotes to the processor about this payment (an opaque id).
         rows.append(("Processor reference", payment.processor_payment_intent_id))
-    for label, value in rows:
-        pdf.set_font("Helvetica", "B", 11)
-        pdf.cell(80, 9, _latin1(label))
-        pdf.set_font("Helvetica", "", 11)
-        pdf.cell(0, 9, _latin1(value), new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(8)
-    pdf.set_font("Helvetica", "", 10)
-    contact = " or ".join(x for x in (tenant.support_phone, tenant.support_email) if x)
     footer = "Thank you for your payment."
+    contact = _support_contact(tenant)
     if contact:
         footer += f" Questions about your bill? Contact {tenant.name} at {contact}."
-    pdf.multi_cell(0, 6, _latin1(footer))
-    return bytes(pdf.output())
+    return receipt_document(
+        tenant=tenant, title=f"Receipt {payment.receipt_number}", heading="Payment receipt", rows=rows, footer=footer
+    )

@@ -285,25 +285,30 @@ def _refund_submit(refund: Refund) -> Refund:
     return refund_apply(refund_id=refund.pk, snapshot=snapshot, source="refund")
 
 
+def _mark_failed(refund: Refund, *, code: str, message: str, source: str, fields: list[str]) -> Refund:
+    """Record a PROCESSING refund as failed (caller holds its row lock); audited as refund.failed."""
+    refund.status = RefundStatus.FAILED
+    refund.failure_code = code[:64]
+    refund.failure_message = message[:255]
+    refund.save(update_fields=[*fields, "status", "failure_code", "failure_message"])
+    audit_record(
+        action="refund.failed",
+        tenant=refund.tenant,
+        outcome=Outcome.FAILURE,
+        actor_role="processor",
+        target_type="refund",
+        target_id=str(refund.public_id),
+        details={"payments": [str(refund.payment.public_id)], "code": code[:64], "source": source},
+    )
+    return refund
+
+
 def _refund_fail(*, refund_id: int, code: str, message: str) -> Refund:
     with transaction.atomic():
         refund = Refund.objects.select_for_update(of=("self",)).select_related("payment", "tenant").get(pk=refund_id)
         if refund.status != RefundStatus.PROCESSING:
             return refund
-        refund.status = RefundStatus.FAILED
-        refund.failure_code = code[:64]
-        refund.failure_message = message
-        refund.save(update_fields=["status", "failure_code", "failure_message"])
-        audit_record(
-            action="refund.failed",
-            tenant=refund.tenant,
-            outcome=Outcome.FAILURE,
-            actor_role="processor",
-            target_type="refund",
-            target_id=str(refund.public_id),
-            details={"payments": [str(refund.payment.public_id)], "code": code[:64]},
-        )
-    return refund
+        return _mark_failed(refund, code=code, message=message, source="refund", fields=[])
 
 
 FAILURE_MESSAGES = {
@@ -363,21 +368,8 @@ def refund_apply(*, refund_id: int, snapshot: RefundSnapshot, source: str) -> Re
             return refund
         if snapshot.status in ("failed", "canceled") and refund.status == RefundStatus.PROCESSING:
             code = snapshot.failure_reason or snapshot.status
-            refund.status = RefundStatus.FAILED
-            refund.failure_code = code[:64]
-            refund.failure_message = FAILURE_MESSAGES.get(code, "The processor could not make this refund.")
-            fields += ["status", "failure_code", "failure_message"]
-            refund.save(update_fields=fields)
-            audit_record(
-                action="refund.failed",
-                tenant=refund.tenant,
-                outcome=Outcome.FAILURE,
-                actor_role="processor",
-                target_type="refund",
-                target_id=str(refund.public_id),
-                details={"payments": [str(refund.payment.public_id)], "code": code[:64], "source": source},
-            )
-            return refund
+            message = FAILURE_MESSAGES.get(code, "The processor could not make this refund.")
+            return _mark_failed(refund, code=code, message=message, source=source, fields=fields)
         if fields:
             refund.save(update_fields=fields)
     return refund
