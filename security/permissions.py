@@ -208,25 +208,22 @@ def mfa_step_redirect(request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(f"{reverse('staff:mfa')}?{urlencode({'next': request.get_full_path()})}")
 
 
-def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
-    """Declare the permission a tenant staff view needs, and enforce it.
-
-    In order: the clinic's host (else 404), a signed-in user (else the
-    sign-in page), a second factor given this session (else the MFA step),
-    the permission (else 403). Sets request.access (StaffAccess).
-    """
+def _guarded(
+    permission: str, *, host: str, access_for: Callable[[HttpRequest], StaffAccess | None]
+) -> Callable[[ViewFunc], ViewFunc]:
+    """The guard both decorators share: host, signed in, second factor, then the permission."""
     if permission not in PERMISSIONS:
         raise ValueError(f"unknown permission {permission!r}")
 
     def decorator(view: ViewFunc) -> ViewFunc:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            _check_host(request, TENANT_HOST)
+            _check_host(request, host)
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             if not user_is_verified(request.user):
                 return mfa_step_redirect(request)
-            access = staff_access_for(request)
+            access = access_for(request)
             if access is None or permission not in access.permissions:
                 raise PermissionDenied
             request.access = access  # type: ignore[attr-defined]
@@ -234,9 +231,21 @@ def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
 
         wrapped.settle_permission = permission  # type: ignore[attr-defined]
         wrapped.settle_public = False  # type: ignore[attr-defined]
+        if host == PLATFORM_HOST:
+            wrapped.settle_host = PLATFORM_HOST  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def require_permission(permission: str) -> Callable[[ViewFunc], ViewFunc]:
+    """Declare the permission a tenant staff view needs, and enforce it.
+
+    In order: the clinic's host (else 404), a signed-in user (else the
+    sign-in page), a second factor given this session (else the MFA step),
+    the permission (else 403). Sets request.access (StaffAccess).
+    """
+    return _guarded(permission, host=TENANT_HOST, access_for=staff_access_for)
 
 
 def platform_operator_access(request: HttpRequest) -> StaffAccess | None:
@@ -256,26 +265,4 @@ def require_platform_permission(permission: str) -> Callable[[ViewFunc], ViewFun
     the MFA step), a platform operator holding the permission (else 403).
     Sets request.access (StaffAccess with PLATFORM_OPERATOR_ROLE).
     """
-    if permission not in PERMISSIONS:
-        raise ValueError(f"unknown permission {permission!r}")
-
-    def decorator(view: ViewFunc) -> ViewFunc:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            _check_host(request, PLATFORM_HOST)
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            if not user_is_verified(request.user):
-                return mfa_step_redirect(request)
-            access = platform_operator_access(request)
-            if access is None or permission not in access.permissions:
-                raise PermissionDenied
-            request.access = access  # type: ignore[attr-defined]
-            return view(request, *args, **kwargs)
-
-        wrapped.settle_permission = permission  # type: ignore[attr-defined]
-        wrapped.settle_public = False  # type: ignore[attr-defined]
-        wrapped.settle_host = PLATFORM_HOST  # type: ignore[attr-defined]
-        return wrapped  # type: ignore[return-value]
-
-    return decorator
+    return _guarded(permission, host=PLATFORM_HOST, access_for=platform_operator_access)
