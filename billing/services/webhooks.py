@@ -129,8 +129,10 @@ def _refund_event(tenant: Tenant, event: WebhookEvent) -> WebhookResult:
             if refund is None:
                 _record(tenant, event, None, "ignored")
                 return WebhookResult("ignored")
-            _record(tenant, event, refund.payment, "applied")
+            # The refund row first, then the audit chain (as the synchronous answer
+            # takes them), so a racing answer and webhook cannot deadlock.
             refund_apply(refund_id=refund.pk, snapshot=snapshot, source="webhook")
+            _record(tenant, event, refund.payment, "applied")
     except IntegrityError:
         return WebhookResult("duplicate")
     return WebhookResult("applied")
