@@ -100,8 +100,10 @@ def webhook_receive(*, tenant: Tenant, payload: bytes, signature_header: str) ->
 
     try:
         with transaction.atomic():
-            _record(tenant, event, payment, "applied")
+            # The payment row first, then the audit chain (as the checkout's own
+            # answer takes them), so a racing answer and webhook cannot deadlock.
             payment_apply_intent(payment_id=payment.pk, intent=intent, source="webhook")
+            _record(tenant, event, payment, "applied")
     except IntegrityError:
         return WebhookResult("duplicate")
     except IntentMismatch:
