@@ -39,8 +39,9 @@ from billing.processor import (
 from portal.models import Tenant
 
 # The events webhook_receive acts on (billing.services.webhooks): every
-# PaymentIntent state change. Registered with the processor, or listed for the
-# admin to tick when the endpoint is set up by hand.
+# PaymentIntent state change, every refund change, every dispute change.
+# Registered with the processor, or listed for the admin to tick when the
+# endpoint is set up by hand.
 WEBHOOK_EVENTS: tuple[str, ...] = (
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
@@ -48,6 +49,14 @@ WEBHOOK_EVENTS: tuple[str, ...] = (
     "payment_intent.processing",
     "payment_intent.requires_action",
     "payment_intent.amount_capturable_updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
 )
 
 TEST, LIVE = "test", "live"
