@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
-from billing.views import staff_refunds
+from billing.views import staff_adjustments, staff_refunds
 from portal import dashboard
 from security import auth_views
 
@@ -25,6 +25,7 @@ urlpatterns = [
     path("account/password/", auth_views.password_change, name="password-change"),
     path("account/recovery-codes/", auth_views.recovery_codes_new, name="recovery-codes"),
     path("payments/", billing_staff.payments, name="payments"),
+    path("payments/export.csv", billing_staff.payments_export, name="payments-export"),
     path("payments/<uuid:payment_id>/", staff_refunds.payment_detail, name="payment"),
     path("payments/<uuid:payment_id>/refund/", staff_refunds.refund_create, name="payment-refund"),
     path("refunds/", staff_refunds.refund_queue, name="refunds"),
@@ -35,4 +36,19 @@ urlpatterns = [
     path("refunds/<uuid:refund_id>/receipt.pdf", staff_refunds.refund_receipt_pdf_view, name="refund-receipt-pdf"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
+    path("statements/<uuid:statement_id>/adjust/", staff_adjustments.adjustment_create, name="statement-adjust"),
+    path(
+        "adjustments/<uuid:adjustment_id>/approve/",
+        staff_adjustments.adjustment_approve_view,
+        name="adjustment-approve",
+    ),
+    path(
+        "adjustments/<uuid:adjustment_id>/reject/", staff_adjustments.adjustment_reject_view, name="adjustment-reject"
+    ),
+    path("adjustments/reasons/", staff_adjustments.adjustment_reasons, name="adjustment-reasons"),
+    path(
+        "adjustments/reasons/<uuid:reason_id>/active/",
+        staff_adjustments.adjustment_reason_toggle,
+        name="adjustment-reason-active",
+    ),
 ]

@@ -37,6 +37,9 @@ PERMISSIONS: dict[str, str] = {
     "refunds.request": "Refund a payment (alone up to the role's limit; above it a second person approves)",
     "refunds.approve": "Approve or reject other people's refund requests",
     "disputes.manage": "See the clinic's disputes and their evidence due dates",
+    "ledger.adjust": "Adjust a statement's balance or write it off (alone up to the role's limit; above it a second person approves)",
+    "ledger.adjust_approve": "Approve or reject other people's balance adjustments",
+    "ledger.adjust_reasons": "Edit the clinic's list of adjustment reasons",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -58,6 +61,13 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     },
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }
+
+# Balance adjustments (billing.services.adjustments): billing managers and
+# clinic admins adjust and approve; clinic admins keep the reason list. The
+# front desk does not adjust: a write-off is a billing decision, and the desk
+# asks a billing manager (docs/adjustments.md).
+ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"ledger.adjust", "ledger.adjust_approve"}
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"ledger.adjust", "ledger.adjust_approve", "ledger.adjust_reasons"}
 
 # A platform operator with no membership at a clinic: only the break-glass page.
 PLATFORM_OPERATOR_ROLE = "platform_operator"
