@@ -144,8 +144,8 @@ INCREASE = "increase"
 
 class AdjustmentForm(forms.Form):
     direction = forms.ChoiceField(
-        label="Direction",
-        choices=[(DECREASE, "Lower the balance (write-off, discount)"), (INCREASE, "Raise the balance")],
+        label="Balance",
+        choices=[(DECREASE, "Lower it (write-off, discount)"), (INCREASE, "Raise it")],
         initial=DECREASE,
     )
     amount = forms.CharField(label="Amount", max_length=20)

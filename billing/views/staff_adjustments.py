@@ -67,6 +67,11 @@ def access_adjustment_reason_by_uuid(*, tenant: Tenant, uuid: UUID) -> Adjustmen
     return reason
 
 
+def _described(adjustment: Adjustment) -> str:
+    verb = "lower" if adjustment.lowers_balance else "raise"
+    return f"{verb} statement {adjustment.statement.number} by {adjustment.magnitude}"
+
+
 @require_permission("ledger.adjust")
 @require_POST
 def adjustment_create(request: HttpRequest, statement_id: UUID) -> HttpResponse:
@@ -92,11 +97,11 @@ def adjustment_create(request: HttpRequest, statement_id: UUID) -> HttpResponse:
     except AdjustmentError as error:
         form.add_error("amount", str(error))
         return ledger_page(request, statement.patient, adjust_forms={statement.pk: form}, status=400)
-    amount = outcome.adjustment.amount
+    what = _described(outcome.adjustment)
     if outcome.applied:
-        messages.success(request, f"Adjusted statement {statement.number} by {amount}.")
+        messages.success(request, f"Done: {what}.")
     else:
-        messages.info(request, f"Adjustment of {amount} requested. It is above your limit and waits for approval.")
+        messages.info(request, f"Requested: {what}. It is above your limit and waits for approval.")
     return redirect("staff:patient-ledger", patient_id=statement.patient.public_id)
 
 
@@ -143,7 +148,7 @@ def adjustment_approve_view(request: HttpRequest, adjustment_id: UUID) -> HttpRe
     except AdjustmentError as error:
         messages.error(request, str(error))
         return redirect("staff:refunds")
-    messages.success(request, f"Approved: statement {adjustment.statement.number} adjusted by {adjustment.amount}.")
+    messages.success(request, f"Approved: {_described(adjustment)}.")
     return redirect("staff:refunds")
 
 
@@ -168,7 +173,7 @@ def adjustment_reject_view(request: HttpRequest, adjustment_id: UUID) -> HttpRes
     except AdjustmentError as error:
         messages.error(request, str(error))
         return redirect("staff:refunds")
-    messages.success(request, f"Rejected the adjustment of {adjustment.amount}.")
+    messages.success(request, f"Rejected: {_described(adjustment)}.")
     return redirect("staff:refunds")
 
 
