@@ -8,9 +8,7 @@ from django import forms
 from billing.adjustment_models import AdjustmentReason
 from billing.models import PaymentChannel, PaymentStatus
 from billing.services.adjustments import NOTE_MAX_LENGTH as ADJUSTMENT_NOTE_MAX_LENGTH
-from billing.services.adjustments import adjustment_reasons_for
 from billing.services.payment_search import PaymentFilters
-from portal.models import Tenant
 from portal.money import Money, MoneyParseError
 from security.crypto.normalize import normalize_date
 
@@ -157,10 +155,11 @@ class AdjustmentForm(forms.Form):
         help_text="For the approver and the record.",
     )
 
-    def __init__(self, *args: Any, tenant: Tenant, currency: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, reasons: list[AdjustmentReason], currency: str, **kwargs: Any) -> None:
+        """`reasons`: the clinic's active reasons (billing.services.adjustments.adjustment_reasons_for)."""
         super().__init__(*args, **kwargs)
         self.currency = currency
-        self.reasons = {str(r.public_id): r for r in adjustment_reasons_for(tenant=tenant, active_only=True)}
+        self.reasons = {str(r.public_id): r for r in reasons}
         field = self.fields["reason"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [("", "Choose a reason"), *((key, r.label) for key, r in self.reasons.items())]

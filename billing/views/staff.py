@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.core.paginator import Page, Paginator
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -23,9 +25,11 @@ from billing.access import access_patient_by_uuid
 from billing.adjustment_models import Adjustment
 from billing.forms import AdjustmentForm, PatientSearchForm, PaymentFilterForm
 from billing.models import LedgerEntry, Patient, Statement
-from billing.services.ledger import patient_balance, statement_balance
+from billing.services.adjustments import adjustment_reasons_for
+from billing.services.ledger import patient_balance
 from billing.services.patient_search import patient_search, patients_newest_first
 from billing.services.payment_search import PaymentFilters, payments_csv, payments_filtered
+from portal.money import Money
 from security.permissions import require_permission
 
 PAYMENTS_PAGE_SIZE = 50
@@ -185,13 +189,18 @@ def ledger_page(
         request=request,
     )
     can_adjust = "ledger.adjust" in access.permissions
-    statements = list(Statement.objects.filter(tenant=tenant, patient=patient).order_by("-statement_date", "-id"))
+    statements = list(
+        Statement.objects.filter(tenant=tenant, patient=patient)
+        .annotate(balance_minor=Coalesce(Sum("ledger_entries__amount_minor"), 0))
+        .order_by("-statement_date", "-id")
+    )
+    reasons = adjustment_reasons_for(tenant=tenant, active_only=True) if can_adjust else []
     for statement in statements:
-        statement.balance = statement_balance(statement=statement)  # type: ignore[attr-defined]
+        statement.balance = Money(statement.balance_minor, statement.currency)  # type: ignore[attr-defined]
         if can_adjust:
             given = (adjust_forms or {}).get(statement.pk)
             statement.adjust_form = given or AdjustmentForm(  # type: ignore[attr-defined]
-                tenant=tenant, currency=statement.currency, auto_id=f"adj-{statement.public_id}-%s"
+                reasons=reasons, currency=statement.currency, auto_id=f"adj-{statement.public_id}-%s"
             )
     adjustments = list(
         Adjustment.objects.filter(tenant=tenant, patient=patient)

@@ -78,8 +78,9 @@ def adjustment_create(request: HttpRequest, statement_id: UUID) -> HttpResponse:
     """Adjust one statement's balance: applied at once within the role's limit, else it waits for approval."""
     tenant = request.tenant  # type: ignore[attr-defined]
     statement = access_statement_by_uuid(tenant=tenant, uuid=statement_id)
+    reasons = adjustment_reasons_for(tenant=tenant, active_only=True)
     form = AdjustmentForm(
-        request.POST, tenant=tenant, currency=statement.currency, auto_id=f"adj-{statement.public_id}-%s"
+        request.POST, reasons=reasons, currency=statement.currency, auto_id=f"adj-{statement.public_id}-%s"
     )
     if not form.is_valid():
         return ledger_page(request, statement.patient, adjust_forms={statement.pk: form}, status=400)
