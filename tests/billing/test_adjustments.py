@@ -9,9 +9,11 @@ pages through HTTP.
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import ProtectedError
 from django.urls import reverse
 from django.utils import timezone
@@ -182,6 +184,48 @@ def test_a_reason_in_use_is_never_deleted(clinic_a: Clinic) -> None:
     used = adjust(clinic_a, -100).adjustment.reason
     with tenant_scope(clinic_a.tenant), pytest.raises(ProtectedError):
         used.delete()
+
+
+def _at_once(*calls: Any) -> list[str]:
+    """Run each call in its own thread and connection, released together; "applied" or "refused" each."""
+    barrier = threading.Barrier(len(calls))
+    outcomes: list[str] = []
+
+    def run(call: Any) -> None:
+        try:
+            barrier.wait(timeout=5)
+            call()
+            outcomes.append("applied")
+        except AdjustmentError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(outcomes)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_approvals_at_once_apply_once(clinic_a: Clinic) -> None:
+    pending = adjust(clinic_a, -1_000, role=FRONT_DESK).adjustment  # the desk's limit is 0: it waits
+    outcomes = _at_once(*(lambda role=role: approve(clinic_a, pending, role=role) for role in (BILLING, ADMIN)))
+    assert outcomes == ["applied", "refused"]
+    assert [e[1] for e in entries(clinic_a) if e[2] == EntryKind.ADJUSTMENT] == [-1_000]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_write_offs_approved_at_once_never_take_the_statement_below_zero(clinic_a: Clinic) -> None:
+    first = adjust(clinic_a, -10_000, role=FRONT_DESK).adjustment
+    second = adjust(clinic_a, -10_000, role=BILLING).adjustment
+    outcomes = _at_once(lambda: approve(clinic_a, first, role=BILLING), lambda: approve(clinic_a, second))
+    assert outcomes == ["applied", "refused"]
+    assert balance(clinic_a) == 2_500
 
 
 # --- Pages ---------------------------------------------------------------------------------------------
