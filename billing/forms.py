@@ -5,6 +5,11 @@ from typing import Any
 
 from django import forms
 
+from billing.adjustment_models import AdjustmentReason
+from billing.models import PaymentChannel, PaymentStatus
+from billing.services.adjustments import NOTE_MAX_LENGTH as ADJUSTMENT_NOTE_MAX_LENGTH
+from billing.services.payment_search import PaymentFilters
+from portal.money import Money, MoneyParseError
 from security.crypto.normalize import normalize_date
 
 DOB_INPUT_FORMATS = ["%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y"]
@@ -77,3 +82,113 @@ class PatientSearchForm(forms.Form):
                 "Enter a name, account or statement number, email or phone, or a date of birth."
             )
         return cleaned
+
+
+class PaymentFilterForm(forms.Form):
+    """The payment list's filters (a GET form: none of them is PHI, so they may sit in the URL)."""
+
+    date_from = forms.DateField(label="From", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    status = forms.ChoiceField(label="Status", required=False, choices=[("", "Any status"), *PaymentStatus.choices])
+    amount_min = forms.CharField(label="Amount from", required=False, max_length=20)
+    amount_max = forms.CharField(label="Amount to", required=False, max_length=20)
+    statement = forms.CharField(label="Statement number", required=False, max_length=32)
+    last4 = forms.CharField(label="Card last 4", required=False, max_length=4)
+    channel = forms.ChoiceField(label="Channel", required=False, choices=[("", "Any channel"), *PaymentChannel.choices])
+
+    def __init__(self, *args: Any, currency: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+
+    def _amount(self, name: str) -> int | None:
+        text = self.cleaned_data.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return Money.parse(text, self.currency).minor_units
+        except MoneyParseError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_amount_min(self) -> int | None:
+        return self._amount("amount_min")
+
+    def clean_amount_max(self) -> int | None:
+        return self._amount("amount_max")
+
+    def clean_last4(self) -> str:
+        text: str = self.cleaned_data.get("last4", "").strip()
+        if text and (len(text) != 4 or not all(ch in "0123456789" for ch in text)):
+            raise forms.ValidationError("Enter the last 4 digits of the card.")
+        return text
+
+    def clean_statement(self) -> str:
+        return " ".join(self.cleaned_data.get("statement", "").split())
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        low, high = data.get("amount_min"), data.get("amount_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("amount_max", "The upper amount is below the lower one.")
+        return data
+
+    def filters(self) -> PaymentFilters:
+        """The valid filters."""
+        data = self.cleaned_data
+        return PaymentFilters(
+            date_from=data.get("date_from"),
+            date_to=data.get("date_to"),
+            status=data.get("status") or "",
+            amount_min_minor=data.get("amount_min"),
+            amount_max_minor=data.get("amount_max"),
+            statement_number=data.get("statement") or "",
+            card_last4=data.get("last4") or "",
+            channel=data.get("channel") or "",
+        )
+
+
+DECREASE = "decrease"
+INCREASE = "increase"
+
+
+class AdjustmentForm(forms.Form):
+    direction = forms.ChoiceField(
+        label="Balance",
+        choices=[(DECREASE, "Lower it (write-off, discount)"), (INCREASE, "Raise it")],
+        initial=DECREASE,
+    )
+    amount = forms.CharField(label="Amount", max_length=20)
+    reason = forms.ChoiceField(label="Reason")
+    note = forms.CharField(
+        label="Note (optional)",
+        max_length=ADJUSTMENT_NOTE_MAX_LENGTH,
+        required=False,
+        help_text="For the approver and the record.",
+    )
+
+    def __init__(self, *args: Any, reasons: list[AdjustmentReason], currency: str, **kwargs: Any) -> None:
+        """`reasons`: the clinic's active reasons (billing.services.adjustments.adjustment_reasons_for)."""
+        super().__init__(*args, **kwargs)
+        self.currency = currency
+        self.reasons = {str(r.public_id): r for r in reasons}
+        field = self.fields["reason"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [("", "Choose a reason"), *((key, r.label) for key, r in self.reasons.items())]
+
+    def clean_amount(self) -> Money:
+        try:
+            amount = Money.parse(self.cleaned_data["amount"], self.currency)
+        except MoneyParseError as error:
+            raise forms.ValidationError(str(error)) from None
+        if amount.minor_units == 0:
+            raise forms.ValidationError("Enter an amount greater than zero.")
+        return amount
+
+    def clean_reason(self) -> AdjustmentReason:
+        return self.reasons[self.cleaned_data["reason"]]
+
+    def signed_amount(self) -> Money:
+        amount: Money = self.cleaned_data["amount"]
+        return -amount if self.cleaned_data["direction"] == DECREASE else amount

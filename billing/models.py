@@ -148,6 +148,8 @@ class LedgerEntry(TenantOwnedModel):
     refund = models.ForeignKey("Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # The dispute a chargeback or its reversal records (billing.dispute_models).
     dispute = models.ForeignKey("Dispute", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The adjustment an adjustment entry records (billing.adjustment_models).
+    adjustment = models.ForeignKey("Adjustment", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # Short, non-PHI note (e.g. "Card payment, receipt R-000123").
     memo = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -193,6 +195,10 @@ class LedgerEntry(TenantOwnedModel):
                 fields=["dispute", "kind"],
                 condition=Q(kind__in=["chargeback", "chargeback_reversal"]),
                 name="ledger_one_entry_per_dispute_movement",
+            ),
+            # An approved adjustment is written at most once, whatever races.
+            models.UniqueConstraint(
+                fields=["adjustment"], condition=Q(kind="adjustment"), name="ledger_one_entry_per_adjustment"
             ),
         ]
 
@@ -285,6 +291,13 @@ class PaymentStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
+class PaymentChannel(models.TextChoices):
+    # The patient paid on the portal.
+    ONLINE = "online", "Online"
+    # Staff keyed the card while the patient was on the phone.
+    PHONE = "phone", "Phone"
+
+
 class CheckResult(models.TextChoices):
     UNKNOWN = "", "Not reported"
     PASS = "pass", "Pass"
@@ -308,6 +321,8 @@ class Payment(TenantOwnedModel):
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     status = models.CharField(max_length=32, choices=PaymentStatus.choices, default=PaymentStatus.CREATED)
     capture_method = models.CharField(max_length=16, default="automatic")
+    # Where the card was given: the portal, or to staff by phone.
+    channel = models.CharField(max_length=16, choices=PaymentChannel.choices, default=PaymentChannel.ONLINE)
     processor_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     processor_payment_method_id = models.CharField(max_length=255, blank=True)
     # Card facts the processor returns. Never the number or CVC.
@@ -378,7 +393,8 @@ class ProcessorEvent(TenantOwnedModel):
         return self.event_id
 
 
-# Refunds, their policy and disputes live in their own modules; imported here so Django
+# Refunds, their policy, disputes and adjustments live in their own modules; imported here so Django
 # registers them with the billing app.
+from billing.adjustment_models import Adjustment, AdjustmentReason  # noqa: E402, F401
 from billing.dispute_models import Dispute  # noqa: E402, F401
 from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401

@@ -99,7 +99,7 @@ class Refund(TenantOwnedModel):
 
 
 class RefundPolicy(TenantOwnedModel):
-    """Who may refund alone, up to which amount; above it a second person approves.
+    """Who may refund (and adjust a balance) alone, up to which amount; above it a second person approves.
 
     One row per clinic, created with the defaults on first use. A limit of 0
     means every refund by that role waits for approval. The requester never
@@ -109,6 +109,11 @@ class RefundPolicy(TenantOwnedModel):
     front_desk_limit_minor = models.PositiveIntegerField(default=0)
     billing_manager_limit_minor = models.PositiveIntegerField(default=50_000)
     clinic_admin_limit_minor = models.PositiveIntegerField(default=50_000)
+    # Adjustments and write-offs (billing.services.adjustments), by their size
+    # whatever their sign: the same four-eyes rule as refunds.
+    front_desk_adjustment_limit_minor = models.PositiveIntegerField(default=0)
+    billing_manager_adjustment_limit_minor = models.PositiveIntegerField(default=5_000)
+    clinic_admin_adjustment_limit_minor = models.PositiveIntegerField(default=50_000)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -123,4 +128,12 @@ class RefundPolicy(TenantOwnedModel):
             "front_desk": self.front_desk_limit_minor,
             "billing_manager": self.billing_manager_limit_minor,
             "clinic_admin": self.clinic_admin_limit_minor,
+        }.get(role, 0)
+
+    def adjustment_limit_for(self, role: str) -> int:
+        """The largest adjustment (either sign) `role` may make without a second person, in minor units."""
+        return {
+            "front_desk": self.front_desk_adjustment_limit_minor,
+            "billing_manager": self.billing_manager_adjustment_limit_minor,
+            "clinic_admin": self.clinic_admin_adjustment_limit_minor,
         }.get(role, 0)

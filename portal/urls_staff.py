@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
-from billing.views import staff_refunds
+from billing.views import staff_adjustments, staff_refunds
 from portal import dashboard
 from security import auth_views, recovery_views
 
@@ -28,6 +28,7 @@ urlpatterns = [
     # <token> is the link's token, or recovery_views.RESET_PLACEHOLDER once opened.
     path("password/reset/<str:token>/", recovery_views.password_reset, name="password-reset"),
     path("payments/", billing_staff.payments, name="payments"),
+    path("payments/export.csv", billing_staff.payments_export, name="payments-export"),
     path("payments/<uuid:payment_id>/", staff_refunds.payment_detail, name="payment"),
     path("payments/<uuid:payment_id>/refund/", staff_refunds.refund_create, name="payment-refund"),
     path("refunds/", staff_refunds.refund_queue, name="refunds"),
@@ -39,4 +40,19 @@ urlpatterns = [
     path("payments/<uuid:payment_id>/cancel/", billing_staff.payment_cancel, name="payment-cancel"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
+    path("statements/<uuid:statement_id>/adjust/", staff_adjustments.adjustment_create, name="statement-adjust"),
+    path(
+        "adjustments/<uuid:adjustment_id>/approve/",
+        staff_adjustments.adjustment_approve_view,
+        name="adjustment-approve",
+    ),
+    path(
+        "adjustments/<uuid:adjustment_id>/reject/", staff_adjustments.adjustment_reject_view, name="adjustment-reject"
+    ),
+    path("adjustments/reasons/", staff_adjustments.adjustment_reasons, name="adjustment-reasons"),
+    path(
+        "adjustments/reasons/<uuid:reason_id>/active/",
+        staff_adjustments.adjustment_reason_toggle,
+        name="adjustment-reason-active",
+    ),
 ]

@@ -40,6 +40,9 @@ PERMISSIONS: dict[str, str] = {
     "platform.clinics": "Onboard, edit, suspend and reactivate clinics, verify their domains and invite their first admin (platform operators, platform host)",
     "settings.manage": "Change the clinic's profile, branding, processor keys and policies",
     "payments.cancel": "Cancel a payment left waiting for the patient's 3-D Secure authentication",
+    "ledger.adjust": "Adjust a statement's balance or write it off (alone up to the role's limit; above it a second person approves)",
+    "ledger.adjust_approve": "Approve or reject other people's balance adjustments",
+    "ledger.adjust_reasons": "Edit the clinic's list of adjustment reasons",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -69,6 +72,13 @@ ROLE_PERMISSIONS[Role.CLINIC_ADMIN] = ROLE_PERMISSIONS[Role.CLINIC_ADMIN] | {"se
 # nothing: the desk that takes the patient's call may do it.
 for _role in (Role.FRONT_DESK, Role.BILLING_MANAGER, Role.CLINIC_ADMIN):
     ROLE_PERMISSIONS[_role] = ROLE_PERMISSIONS[_role] | {"payments.cancel"}
+
+# Balance adjustments (billing.services.adjustments): billing managers and
+# clinic admins adjust and approve; clinic admins keep the reason list. The
+# front desk does not adjust: a write-off is a billing decision, and the desk
+# asks a billing manager (docs/adjustments.md).
+ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"ledger.adjust", "ledger.adjust_approve"}
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"ledger.adjust", "ledger.adjust_approve", "ledger.adjust_reasons"}
 
 # A platform operator with no membership at a clinic: only the break-glass page
 # there. "platform.clinics" guards the platform console, which only the

@@ -30,6 +30,7 @@ from billing.services.refunds import (
     refund_request,
 )
 from billing.services.timeline import payment_timeline
+from billing.views.staff_adjustments import pending_adjustments
 from portal.money import Money, MoneyParseError
 from security.permissions import require_permission
 
@@ -135,7 +136,7 @@ def refund_create(request: HttpRequest, payment_id: UUID) -> HttpResponse:
 @require_permission("refunds.approve")
 @require_GET
 def refund_queue(request: HttpRequest) -> HttpResponse:
-    """Refunds waiting for a second person, and the latest decisions."""
+    """The approvals page: refunds (and adjustments) waiting for a second person, and the latest decisions."""
     tenant = request.tenant  # type: ignore[attr-defined]
     related = ("payment", "payment__patient", "payment__statement", "requested_by", "decided_by")
     pending = list(
@@ -159,7 +160,10 @@ def refund_queue(request: HttpRequest) -> HttpResponse:
         request=request,
         details={"patients": shown},
     )
-    context = {"pending": pending, "recent": recent, "reject_form": RejectForm()}
+    context: dict[str, object] = {"pending": pending, "recent": recent, "reject_form": RejectForm()}
+    # One place for approvers: adjustments waiting for a second person are listed here too.
+    if "ledger.adjust_approve" in request.access.permissions:  # type: ignore[attr-defined]
+        context.update(pending_adjustments(request), show_adjustments=True)
     return render(request, "billing/staff/refunds.html", context)
 
 

@@ -25,7 +25,9 @@ STAFF_SECTIONS: list[StaffSection] = [
     StaffSection("dashboard.view", "Dashboard", "staff:dashboard", "Today's payments and the team at a glance."),
     StaffSection("patients.view", "Patients", "staff:patients", "Find a patient and open their ledger."),
     StaffSection("payments.view", "Payments", "staff:payments", "Recent payments, their status and receipts."),
-    StaffSection("refunds.approve", "Refund approvals", "staff:refunds", "Approve or reject refunds above a limit."),
+    StaffSection(
+        "refunds.approve", "Approvals", "staff:refunds", "Approve or reject refunds and adjustments above a limit."
+    ),
     StaffSection("disputes.manage", "Disputes", "staff:disputes", "Chargebacks and their evidence due dates."),
     StaffSection(
         "audit.view", "Audit trail", "audit:search", "Search events, see who accessed a patient, verify the chain."

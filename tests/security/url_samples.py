@@ -317,6 +317,30 @@ def _grant(clinic: Clinic) -> object:
     )
 
 
+def _adjustment_reason(clinic: Clinic) -> object:
+    """The first of the clinic's seeded adjustment reasons."""
+    from billing.services.adjustments import adjustment_reasons_for
+
+    return adjustment_reasons_for(tenant=clinic.tenant)[0]
+
+
+def _adjustment(clinic: Clinic) -> object:
+    """A write-off of the clinic's statement waiting for approval (the front desk's limit is 0)."""
+    from billing.adjustment_models import Adjustment, AdjustmentStatus
+
+    return Adjustment.objects.create(
+        tenant=clinic.tenant,
+        patient=clinic.patient,
+        statement=clinic.statement,
+        amount_minor=-100,
+        currency=clinic.statement.currency,
+        reason=_object(clinic, "reason_id"),
+        status=AdjustmentStatus.PENDING_APPROVAL,
+        requested_by=clinic.user(Role.FRONT_DESK),
+        requested_role=Role.FRONT_DESK.value,
+    )
+
+
 def _public_id(kwarg: str) -> Sample:
     return lambda clinic: _object(clinic, kwarg).public_id
 
@@ -334,6 +358,8 @@ _OBJECTS: dict[str, Sample] = {
     "invitation_id": _invitation,
     "grant_id": _grant,
     "refund_id": _refund,
+    "reason_id": _adjustment_reason,
+    "adjustment_id": _adjustment,
 }
 
 # URL kwarg name -> the value of that kwarg for one clinic.
@@ -341,6 +367,7 @@ SAMPLES: dict[str, Sample] = {
     **{kwarg: _public_id(kwarg) for kwarg in _OBJECTS},
     "tenant_id": lambda clinic: clinic.tenant.public_id,
     "patient_id": lambda clinic: clinic.patient.public_id,
+    "statement_id": lambda clinic: clinic.statement.public_id,
     "user_id": lambda clinic: clinic.user(Role.FRONT_DESK).public_id,
 }
 
