@@ -9,7 +9,7 @@ from uuid import UUID
 
 from django.http import Http404, HttpRequest
 
-from billing.models import Checkout, Patient, Payment
+from billing.models import Checkout, ImportJob, Patient, Payment
 from portal.models import Tenant
 
 SESSION_CHECKOUTS = "settle_checkouts"
@@ -48,3 +48,11 @@ def access_patient_by_uuid(*, tenant: Tenant, uuid: UUID) -> Patient:
     if patient is None:
         raise Http404
     return patient
+
+
+def access_import_job_by_uuid(*, tenant: Tenant, uuid: UUID) -> ImportJob:
+    """A statement import of this clinic. Callers have checked `statements.import`."""
+    job = ImportJob.objects.select_related("created_by").filter(tenant=tenant, public_id=uuid).first()
+    if job is None:
+        raise Http404
+    return job

@@ -64,3 +64,13 @@ class PatientSearchForm(forms.Form):
         if cleaned.get("date_of_birth") and not cleaned.get("q", "").strip():
             raise forms.ValidationError("Enter a last name, account number, email or phone with the date of birth.")
         return cleaned
+
+
+class StatementImportForm(forms.Form):
+    """The console's statement upload (billing.services.statement_import_file checks the file)."""
+
+    file = forms.FileField(
+        label="Statement file (CSV, UTF-8)",
+        help_text="One row per statement, the first line naming the columns. Up to 20 MB.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )

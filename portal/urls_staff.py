@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
-from billing.views import staff_refunds
+from billing.views import staff_imports, staff_refunds
 from portal import dashboard
 from security import auth_views
 
@@ -35,4 +35,7 @@ urlpatterns = [
     path("refunds/<uuid:refund_id>/receipt.pdf", staff_refunds.refund_receipt_pdf_view, name="refund-receipt-pdf"),
     path("patients/", billing_staff.patients, name="patients"),
     path("patients/<uuid:patient_id>/", billing_staff.patient_ledger, name="patient-ledger"),
+    path("imports/", staff_imports.statement_imports, name="statement-imports"),
+    path("imports/<uuid:job_id>/", staff_imports.statement_import, name="statement-import"),
+    path("imports/<uuid:job_id>/rejected.csv", staff_imports.statement_import_report, name="statement-import-report"),
 ]

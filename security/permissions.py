@@ -37,6 +37,7 @@ PERMISSIONS: dict[str, str] = {
     "refunds.request": "Refund a payment (alone up to the role's limit; above it a second person approves)",
     "refunds.approve": "Approve or reject other people's refund requests",
     "disputes.manage": "See the clinic's disputes and their evidence due dates",
+    "statements.import": "Import statement files and download their rejected-rows reports",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -45,7 +46,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PATIENT: frozenset(),
     Role.FRONT_DESK: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "refunds.request"},
     Role.BILLING_MANAGER: _EVERY_STAFF_MEMBER
-    | {"payments.view", "patients.view", "refunds.request", "refunds.approve", "disputes.manage"},
+    | {"payments.view", "patients.view", "refunds.request", "refunds.approve", "disputes.manage"}
+    | {"statements.import"},
     Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER
     | {
         "payments.view",
@@ -55,6 +57,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "refunds.request",
         "refunds.approve",
         "disputes.manage",
+        "statements.import",
     },
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }

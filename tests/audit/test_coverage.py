@@ -46,6 +46,7 @@ OFFICER = Role.COMPLIANCE_OFFICER.value
 # Scenarios of other areas register themselves when imported.
 import tests.audit.scenarios_breakglass  # noqa: E402, F401
 import tests.audit.scenarios_identity  # noqa: E402, F401
+import tests.audit.scenarios_imports  # noqa: E402, F401
 import tests.audit.scenarios_team  # noqa: E402, F401
 from tests.audit.scenarios import NO_SCENARIO_YET, SCENARIOS, scenario  # noqa: E402
 
