@@ -9,7 +9,8 @@ from uuid import UUID
 
 from django.http import Http404, HttpRequest
 
-from billing.models import Checkout, ImportJob, Patient, Payment
+from billing.import_models import ImportJob
+from billing.models import Checkout, Patient, Payment
 from portal.models import Tenant
 
 SESSION_CHECKOUTS = "settle_checkouts"

@@ -366,5 +366,5 @@ class ProcessorEvent(TenantOwnedModel):
 # Refunds, their policy and disputes live in their own modules; imported here so Django
 # registers them with the billing app.
 from billing.dispute_models import Dispute  # noqa: E402, F401
-from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401
 from billing.import_models import ImportJob  # noqa: E402, F401
+from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401

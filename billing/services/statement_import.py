@@ -127,9 +127,7 @@ def _apply_batch(run: _Run, batch: list[tuple[ImportRow, list[str]]]) -> None:
     for row, fields in batch:
         patient = patients.get(row.account_number) or new_patients.get(row.account_number)
         if patient is not None and not _same_person(patient, row):
-            run.reject(
-                row.line, fields, ["account_number belongs to a patient with another name or date of birth"]
-            )
+            run.reject(row.line, fields, ["account_number belongs to a patient with another name or date of birth"])
             continue
         statement = statements.get(row.statement_key)
         if statement is not None and (patient is None or statement.patient_id != patient.pk):
@@ -262,13 +260,13 @@ def statement_import_run(*, job: ImportJob, file: ImportFile, progress: Progress
     rows_done = 0
     for line, fields in import_rows(file.text):
         rows_done += 1
-        parsed = import_row_parse(
-            line=line, fields=fields, header=file.header, currency=tenant.currency, today=today
-        )
+        parsed = import_row_parse(line=line, fields=fields, header=file.header, currency=tenant.currency, today=today)
         if isinstance(parsed, list):
             run.reject(line, fields, parsed)
         elif parsed.statement_key in run.first_line_of:
-            run.reject(line, fields, [f"statement_number already appears on line {run.first_line_of[parsed.statement_key]}"])
+            run.reject(
+                line, fields, [f"statement_number already appears on line {run.first_line_of[parsed.statement_key]}"]
+            )
         else:
             run.first_line_of[parsed.statement_key] = line
             batch.append((parsed, fields))

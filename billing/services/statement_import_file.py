@@ -155,7 +155,9 @@ def import_text_open(text: str) -> ImportFile:
     try:
         first = next(csv.reader(io.StringIO(text, newline=""), strict=True), None)
     except csv.Error:
-        raise ImportRefused("The file is not a CSV file: its first line cannot be read as CSV.", code="not_csv") from None
+        raise ImportRefused(
+            "The file is not a CSV file: its first line cannot be read as CSV.", code="not_csv"
+        ) from None
     if not first or not any(cell.strip() for cell in first):
         raise ImportRefused("The file is empty: the first line must name the columns.", code="empty")
     header = tuple(cell.strip().lower() for cell in first)

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.urls import reverse
 
 from audit.models import AuditEvent
 from billing.import_models import ImportJob, ImportStatus
@@ -83,27 +82,48 @@ BAD_ROWS = {
             "amount_due is not an amount such as 186.40",
         ],
     ),
-    5: ("ST-6004,ACC-9,Ann,Bad,2099-01-01,2026-11-02,2026-11-01,0.00", [
-        "date_of_birth is in the future or before 1900",
-        "due_date is before statement_date",
-        "amount_due must be more than zero",
-    ]),
+    5: (
+        "ST-6004,ACC-9,Ann,Bad,2099-01-01,2026-11-02,2026-11-01,0.00",
+        [
+            "date_of_birth is in the future or before 1900",
+            "due_date is before statement_date",
+            "amount_due must be more than zero",
+        ],
+    ),
     6: ("ST-6005,ACC-9,Ann,Bad,1980-01-01,2026-11-02,2026-12-02,12.345", ["amount_due is not an amount"]),
     7: ("ST-6006,ACC-9,Ann,Bad,1980-01-01,2026-11-02,2026-12-02", ["the row has 7 fields, the header 8"]),
-    8: (",,Ann,Bad,1980-01-01,,2026-12-02,", [
-        "statement_number is missing", "account_number is missing", "statement_date is missing", "amount_due is missing",
-    ]),
-    9: ("ST-6001,ACC-8,Other,Person,1980-01-01,2026-11-02,2026-12-02,10.00", ["statement_number already appears on line 2"]),
-    10: ("ST-6007,ALPHA-0001,Someone,Else,1970-01-01,2026-11-02,2026-12-02,10.00", [
-        "account_number belongs to a patient with another name or date of birth",
-    ]),
-    11: ("ALPHA-1001,ACC-7,Ann,Other,1980-01-01,2026-11-02,2026-12-02,10.00", [
-        "statement_number belongs to another patient's statement",
-    ]),
+    8: (
+        ",,Ann,Bad,1980-01-01,,2026-12-02,",
+        [
+            "statement_number is missing",
+            "account_number is missing",
+            "statement_date is missing",
+            "amount_due is missing",
+        ],
+    ),
+    9: (
+        "ST-6001,ACC-8,Other,Person,1980-01-01,2026-11-02,2026-12-02,10.00",
+        ["statement_number already appears on line 2"],
+    ),
+    10: (
+        "ST-6007,ALPHA-0001,Someone,Else,1970-01-01,2026-11-02,2026-12-02,10.00",
+        [
+            "account_number belongs to a patient with another name or date of birth",
+        ],
+    ),
+    11: (
+        "ALPHA-1001,ACC-7,Ann,Other,1980-01-01,2026-11-02,2026-12-02,10.00",
+        [
+            "statement_number belongs to another patient's statement",
+        ],
+    ),
     12: ("ST-6008,ACC-6,Ann,Bad,1980-01-01,2026-11-02,2026-12-02,10.00,extra", ["the row has 9 fields, the header 8"]),
-    13: ("ST-6009," + "X" * 41 + ",Ann,Bad,1980-01-01,2026-11-02,2026-12-02,10.00", [
-        "account_number is longer than 40 characters",
-    ]),
+    13: (
+        "ST-6009," + "X" * 41 + ",Ann,Bad,1980-01-01,2026-11-02,2026-12-02,10.00",
+        [
+            "account_number is longer than 40 characters",
+        ],
+    ),
     14: ("ST-60/10,ACC-5,Ann,Bad,1980-01-01,2026-11-02,2026-12-02,10.00,", ["the row has 9 fields"]),
     15: ("---,ACC-5,Ann,Bad,1980-01-01,2026-11-02,2026-12-02,10.00", ["statement_number has no letters or digits"]),
 }
@@ -111,7 +131,9 @@ BAD_ROWS = {
 
 def test_every_bad_row_is_reported_with_its_line_and_every_reason(clinic_a: Clinic) -> None:
     good = "ST-6001,ACC-1,Nora,Fakehurst,1979-05-21,2026-11-02,2026-12-02,186.40"
-    data = csv_bytes(good, *(row for row, _ in BAD_ROWS.values()), "ST-6011,ACC-1,nora,FAKEHURST,1979-05-21,2026-11-03,2026-12-03,1")
+    data = csv_bytes(
+        good, *(row for row, _ in BAD_ROWS.values()), "ST-6011,ACC-1,nora,FAKEHURST,1979-05-21,2026-11-03,2026-12-03,1"
+    )
     before = counts(clinic_a)
     job = run(clinic_a, data)
     assert (job.accepted, job.rejected, job.rows_done) == (2, len(BAD_ROWS), len(BAD_ROWS) + 2)
@@ -250,7 +272,10 @@ def test_rows_are_applied_in_batches_and_duplicates_are_found_across_them(
     clinic_a: Clinic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(statement_import, "BATCH_SIZE", 2)
-    rows = [f"ST-8{n:03},ACC-{n % 3},Pat,Number{n % 3},1980-01-0{n % 3 + 1},2026-11-02,2026-12-02,{n}.00" for n in range(1, 8)]
+    rows = [
+        f"ST-8{n:03},ACC-{n % 3},Pat,Number{n % 3},1980-01-0{n % 3 + 1},2026-11-02,2026-12-02,{n}.00"
+        for n in range(1, 8)
+    ]
     job = run(clinic_a, csv_bytes(*rows, rows[0].replace("1.00", "9.00")))
     assert (job.accepted, job.rejected, job.patients_created, job.statements_created) == (7, 1, 3, 7)
     assert report_rows(job)[1][1] == "statement_number already appears on line 2"
@@ -279,7 +304,13 @@ def test_the_import_is_audited_with_counts_only(clinic_a: Clinic) -> None:
     job = run(clinic_a, EXAMPLE.read_bytes())
     event = AuditEvent.objects.get(action="statements.imported", target_id=str(job.public_id))
     assert event.details == {
-        "rows": 11, "accepted": 6, "rejected": 5, "created": 6, "patients_created": 5, "adjusted": 0, "unchanged": 0,
+        "rows": 11,
+        "accepted": 6,
+        "rejected": 5,
+        "created": 6,
+        "patients_created": 5,
+        "adjusted": 0,
+        "unchanged": 0,
     }
     assert job.status == ImportStatus.DONE and job.upload == ""
 

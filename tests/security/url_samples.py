@@ -312,8 +312,11 @@ def _import_job(clinic: Clinic) -> object:
     )
     with tenant_scope(clinic.tenant):
         job = import_job_create(
-            tenant=clinic.tenant, actor=clinic.user(Role.BILLING_MANAGER), actor_role="billing_manager",
-            file=checked, keep_upload=False,
+            tenant=clinic.tenant,
+            actor=clinic.user(Role.BILLING_MANAGER),
+            actor_role="billing_manager",
+            file=checked,
+            keep_upload=False,
         )
         return statement_import_run(job=job, file=checked)
 
