@@ -47,7 +47,7 @@ from billing.services.statement_import_file import (
 )
 from portal.models import Tenant
 from portal.tenancy.context import platform_scope, tenant_scope
-from security.crypto.fields import blind_index_values
+from security.crypto.fields import blind_index_values_many
 from security.crypto.normalize import normalize_text
 
 BATCH_SIZE = 1000
@@ -81,10 +81,11 @@ def _lookup(
     *, tenant: Tenant, model: type[Any], index: str, keys: Iterable[str], extra: dict[str, Any]
 ) -> dict[str, Any]:
     """Rows of `model` whose blind index `index` matches each key (under every live index key version)."""
-    by_candidate: dict[str, str] = {}
-    for key in set(keys):
-        for candidate in blind_index_values(tenant_id=tenant.pk, model=model, field_name=index, values=[key]):
-            by_candidate[candidate] = key
+    unique = sorted(set(keys))
+    candidates = blind_index_values_many(
+        tenant_id=tenant.pk, model=model, field_name=index, values=[[key] for key in unique]
+    )
+    by_candidate = {candidate: key for key, found in zip(unique, candidates, strict=True) for candidate in found}
     if not by_candidate:
         return {}
     rows = model.objects.filter(tenant=tenant, **{f"{index}__in": list(by_candidate)}, **extra)
@@ -281,10 +282,20 @@ def statement_import_run(*, job: ImportJob, file: ImportFile, progress: Progress
     return _finish(job, run)
 
 
+def _report_by_line(report: str) -> str:
+    """The report with its rows in file order (rows rejected when their batch was applied come last)."""
+    if not report:
+        return ""
+    rows = list(csv.reader(io.StringIO(report)))
+    out = io.StringIO()
+    csv.writer(out).writerows([rows[0], *sorted(rows[1:], key=lambda row: int(row[0]))])
+    return out.getvalue()
+
+
 def _finish(job: ImportJob, run: _Run) -> ImportJob:
     with transaction.atomic():
         job.status = ImportStatus.DONE
-        job.report = run.report.getvalue()
+        job.report = _report_by_line(run.report.getvalue())
         job.upload = ""  # the file is PHI: not kept once imported
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "report", "upload", "finished_at"])

@@ -139,6 +139,7 @@ def test_every_bad_row_is_reported_with_its_line_and_every_reason(clinic_a: Clin
     assert (job.accepted, job.rejected, job.rows_done) == (2, len(BAD_ROWS), len(BAD_ROWS) + 2)
     rows = report_rows(job)
     assert rows[0] == ["line", "reasons", *HEADER.split(",")]
+    assert [int(row[0]) for row in rows[1:]] == sorted(BAD_ROWS), "in file order"
     by_line = {int(row[0]): row for row in rows[1:]}
     assert sorted(by_line) == sorted(BAD_ROWS)
     for line, (row, reasons) in BAD_ROWS.items():
@@ -232,6 +233,23 @@ def test_a_byte_order_mark_is_accepted(clinic_a: Clinic) -> None:
 
 
 # --- idempotency and adjustments ---------------------------------------------------------------
+
+
+def test_many_values_are_indexed_as_one_by_one(clinic_a: Clinic) -> None:
+    from security.crypto.fields import blind_index_values, blind_index_values_many
+
+    values = ["ACC-1", "", "  ACC-1 ", "acc-2"]
+    with tenant_scope(clinic_a.tenant):
+        one_by_one = [
+            blind_index_values(
+                tenant_id=clinic_a.tenant.pk, model=Patient, field_name="account_number_index", values=[v]
+            )
+            for v in values
+        ]
+        many = blind_index_values_many(
+            tenant_id=clinic_a.tenant.pk, model=Patient, field_name="account_number_index", values=[[v] for v in values]
+        )
+    assert many == one_by_one and many[1] == [] and many[0] == many[2] != many[3]
 
 
 def test_importing_the_same_file_again_changes_nothing(clinic_a: Clinic) -> None:
