@@ -109,3 +109,10 @@ def migrate_to(target: tuple[str, str]) -> None:
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
     executor.migrate([target])
+
+
+def migrate_to_latest() -> None:
+    """Migrate the test database forwards to every app's latest migration (as the other tests expect it)."""
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -15,7 +15,7 @@ from billing.services.lookup import statement_lookup
 from portal.services import tenant_create
 from portal.tenancy.context import tenant_scope
 from security.crypto.fields import blind_index_filter
-from tests.security.crypto_support import migrate_to
+from tests.security.crypto_support import migrate_to, migrate_to_latest
 
 BEFORE = ("billing", "0002_row_level_security")
 AFTER = ("billing", "0005_patient_listing")
@@ -27,7 +27,7 @@ def at_plaintext_schema(transactional_db: None) -> Iterator[None]:
     try:
         yield
     finally:
-        migrate_to(AFTER)
+        migrate_to_latest()
 
 
 def _one(sql: str, params: list[Any] | None = None) -> tuple[Any, ...]:
