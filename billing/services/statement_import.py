@@ -349,8 +349,15 @@ def import_job_run(*, job_id: int) -> str:
     with platform_scope():
         job = ImportJob.objects.select_related("tenant", "created_by").get(pk=job_id)
     with tenant_scope(job.tenant):
-        if job.status != ImportStatus.QUEUED:
-            return str(job.status)  # a redelivered task: the job ran already
+        with transaction.atomic():
+            # Claimed under the row lock: a redelivered task (acks_late) finds it taken.
+            job = (
+                ImportJob.objects.select_for_update(of=("self",)).select_related("tenant", "created_by").get(pk=job_id)
+            )
+            if job.status != ImportStatus.QUEUED:
+                return str(job.status)
+            job.status = ImportStatus.RUNNING
+            job.save(update_fields=["status"])
         try:
             statement_import_run(job=job, file=import_text_open(job.upload))
         except Exception:
