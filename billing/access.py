@@ -9,6 +9,7 @@ from uuid import UUID
 
 from django.http import Http404, HttpRequest
 
+from billing.import_models import ImportJob
 from billing.models import Checkout, Patient, Payment
 from billing.refund_models import Refund
 from portal.models import Tenant
@@ -73,3 +74,11 @@ def access_refund_by_uuid(*, tenant: Tenant, uuid: UUID) -> Refund:
     if refund is None:
         raise Http404
     return refund
+
+
+def access_import_job_by_uuid(*, tenant: Tenant, uuid: UUID) -> ImportJob:
+    """A statement import of this clinic. Callers have checked `statements.import`."""
+    job = ImportJob.objects.select_related("created_by").filter(tenant=tenant, public_id=uuid).first()
+    if job is None:
+        raise Http404
+    return job

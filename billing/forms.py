@@ -192,3 +192,13 @@ class AdjustmentForm(forms.Form):
     def signed_amount(self) -> Money:
         amount: Money = self.cleaned_data["amount"]
         return -amount if self.cleaned_data["direction"] == DECREASE else amount
+
+
+class StatementImportForm(forms.Form):
+    """The console's statement upload (billing.services.statement_import_file checks the file)."""
+
+    file = forms.FileField(
+        label="Statement file (CSV, UTF-8)",
+        help_text="One row per statement, the first line naming the columns. Up to 20 MB.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
+    )

@@ -397,4 +397,5 @@ class ProcessorEvent(TenantOwnedModel):
 # registers them with the billing app.
 from billing.adjustment_models import Adjustment, AdjustmentReason  # noqa: E402, F401
 from billing.dispute_models import Dispute  # noqa: E402, F401
+from billing.import_models import ImportJob  # noqa: E402, F401
 from billing.refund_models import Refund, RefundPolicy  # noqa: E402, F401

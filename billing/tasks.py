@@ -25,3 +25,11 @@ def refunds_settle_stuck() -> int:
     for tenant in Tenant.objects.filter(is_active=True):
         total += refunds_settle_stuck_for_tenant(tenant=tenant)
     return total
+
+
+@shared_task(name="billing.tasks.statement_import_run")
+def statement_import_run(job_id: int) -> str:
+    """Run a queued statement import (billing.services.statement_import)."""
+    from billing.services.statement_import import import_job_run
+
+    return import_job_run(job_id=job_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
-from billing.views import staff_adjustments, staff_refunds
+from billing.views import staff_adjustments, staff_imports, staff_refunds
 from portal import dashboard
 from security import auth_views, recovery_views
 
@@ -55,4 +55,7 @@ urlpatterns = [
         staff_adjustments.adjustment_reason_toggle,
         name="adjustment-reason-active",
     ),
+    path("imports/", staff_imports.statement_imports, name="statement-imports"),
+    path("imports/<uuid:job_id>/", staff_imports.statement_import, name="statement-import"),
+    path("imports/<uuid:job_id>/rejected.csv", staff_imports.statement_import_report, name="statement-import-report"),
 ]

@@ -43,6 +43,7 @@ PERMISSIONS: dict[str, str] = {
     "ledger.adjust": "Adjust a statement's balance or write it off (alone up to the role's limit; above it a second person approves)",
     "ledger.adjust_approve": "Approve or reject other people's balance adjustments",
     "ledger.adjust_reasons": "Edit the clinic's list of adjustment reasons",
+    "statements.import": "Import statement files and download their rejected-rows reports",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -51,7 +52,8 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     Role.PATIENT: frozenset(),
     Role.FRONT_DESK: _EVERY_STAFF_MEMBER | {"payments.view", "patients.view", "refunds.request"},
     Role.BILLING_MANAGER: _EVERY_STAFF_MEMBER
-    | {"payments.view", "patients.view", "refunds.request", "refunds.approve", "disputes.manage"},
+    | {"payments.view", "patients.view", "refunds.request", "refunds.approve", "disputes.manage"}
+    | {"statements.import"},
     Role.CLINIC_ADMIN: _EVERY_STAFF_MEMBER
     | {
         "payments.view",
@@ -61,6 +63,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
         "refunds.request",
         "refunds.approve",
         "disputes.manage",
+        "statements.import",
     },
     Role.COMPLIANCE_OFFICER: _EVERY_STAFF_MEMBER | {"payments.view", "audit.view", "audit.export"},
 }

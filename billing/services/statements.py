@@ -1,4 +1,4 @@
-"""Patients and statements (import comes with the staff console)."""
+"""Patients and statements one at a time (files of them: billing.services.statement_import)."""
 
 from __future__ import annotations
 

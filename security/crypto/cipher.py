@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -333,11 +333,17 @@ def open_at(token: str, place: Place) -> bytes:
 # --- Blind indexes -----------------------------------------------------------------------
 
 
-def _index_digest(key: bytes, *, index_name: str, normalized: str) -> str:
+def _index_subkey(key: bytes, *, index_name: str) -> bytes:
     # A subkey per index, so equal values in two indexes do not match.
-    subkey = hmac.new(key, b"settle-blind-index\x00" + index_name.encode(), hashlib.sha256).digest()
-    digest = hmac.new(subkey, normalized.encode(), hashlib.sha256).digest()[:INDEX_BYTES]
-    return _b64encode(digest)
+    return hmac.new(key, b"settle-blind-index\x00" + index_name.encode(), hashlib.sha256).digest()
+
+
+def _index_digest_with(subkey: bytes, normalized: str) -> str:
+    return _b64encode(hmac.new(subkey, normalized.encode(), hashlib.sha256).digest()[:INDEX_BYTES])
+
+
+def _index_digest(key: bytes, *, index_name: str, normalized: str) -> str:
+    return _index_digest_with(_index_subkey(key, index_name=index_name), normalized)
 
 
 def blind_index(*, tenant_id: int, index_name: str, normalized: str) -> str:
@@ -358,6 +364,26 @@ def blind_index_candidates(*, tenant_id: int, index_name: str, normalized: str) 
         key = keyring.decryption_key(tenant_id=tenant_id, purpose=KeyPurpose.INDEX, version=version)
         values.append(f"b{version}:{_index_digest(key, index_name=index_name, normalized=normalized)}")
     return values
+
+
+def blind_index_candidates_many(*, tenant_id: int, index_name: str, normalized: Sequence[str]) -> list[list[str]]:
+    """blind_index_candidates of many values, with the live key versions read once (batch look-ups)."""
+    versions = keyring.live_versions(tenant_id=tenant_id, purpose=KeyPurpose.INDEX)
+    if not versions:
+        return [
+            blind_index_candidates(tenant_id=tenant_id, index_name=index_name, normalized=value) for value in normalized
+        ]
+    subkeys = [
+        (
+            version,
+            _index_subkey(
+                keyring.decryption_key(tenant_id=tenant_id, purpose=KeyPurpose.INDEX, version=version),
+                index_name=index_name,
+            ),
+        )
+        for version in versions
+    ]
+    return [[f"b{version}:{_index_digest_with(subkey, value)}" for version, subkey in subkeys] for value in normalized]
 
 
 def index_version(value: str) -> int | None:

@@ -460,6 +460,23 @@ def blind_index_values(
     return cipher.blind_index_candidates(tenant_id=tenant_id, index_name=field.index_name, normalized=normalized)
 
 
+def blind_index_values_many(
+    *, tenant_id: int, model: type[models.Model], field_name: str, values: Sequence[Sequence[Any]]
+) -> list[list[str]]:
+    """blind_index_values of many rows of source values, the key versions read once (batch look-ups)."""
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, BlindIndexField):
+        raise EncryptedFieldUsageError(f"{model._meta.label}.{field_name} is not a blind index")
+    normalized = [field.normalized(list(row)) for row in values]
+    present = [value for value in normalized if value]
+    found = iter(
+        cipher.blind_index_candidates_many(tenant_id=tenant_id, index_name=field.index_name, normalized=present)
+        if present
+        else []
+    )
+    return [next(found) if value else [] for value in normalized]
+
+
 def blind_index_filter(
     *, tenant_id: int, model: type[models.Model], field_name: str, values: Sequence[Any]
 ) -> models.Q:

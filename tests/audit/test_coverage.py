@@ -47,6 +47,7 @@ OFFICER = Role.COMPLIANCE_OFFICER.value
 # Scenarios of other areas register themselves when imported.
 import tests.audit.scenarios_breakglass  # noqa: E402, F401
 import tests.audit.scenarios_identity  # noqa: E402, F401
+import tests.audit.scenarios_imports  # noqa: E402, F401
 import tests.audit.scenarios_money  # noqa: E402, F401
 import tests.audit.scenarios_payments  # noqa: E402, F401
 import tests.audit.scenarios_platform  # noqa: E402, F401

@@ -341,6 +341,26 @@ def _adjustment(clinic: Clinic) -> object:
     )
 
 
+def _import_job(clinic: Clinic) -> object:
+    """A finished statement import of the clinic with one rejected row (its report downloads)."""
+    from billing.services.statement_import import import_job_create, statement_import_run
+    from billing.services.statement_import_file import import_file_open
+
+    checked = import_file_open(
+        b"statement_number,account_number,first_name,last_name,date_of_birth,statement_date,due_date,amount_due\n"
+        b"SAMPLE-1,SAMPLE-ACC,Sam,Sample,1980-01-01,2026-11-02,2026-12-02,not-money\n"
+    )
+    with tenant_scope(clinic.tenant):
+        job = import_job_create(
+            tenant=clinic.tenant,
+            actor=clinic.user(Role.BILLING_MANAGER),
+            actor_role="billing_manager",
+            file=checked,
+            keep_upload=False,
+        )
+        return statement_import_run(job=job, file=checked)
+
+
 def _public_id(kwarg: str) -> Sample:
     return lambda clinic: _object(clinic, kwarg).public_id
 
@@ -360,6 +380,7 @@ _OBJECTS: dict[str, Sample] = {
     "refund_id": _refund,
     "reason_id": _adjustment_reason,
     "adjustment_id": _adjustment,
+    "job_id": _import_job,
 }
 
 # URL kwarg name -> the value of that kwarg for one clinic.
