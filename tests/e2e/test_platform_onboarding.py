@@ -164,7 +164,7 @@ def test_operator_onboards_lakeside_and_its_admin_reaches_the_dashboard(
     page.get_by_role("link", name="I have saved them, continue").click()
     page.wait_for_url(re.compile(r"/staff/$"))
     assert f"Welcome, {ADMIN_NAME}" in page.locator("h1").inner_text()
-    assert "Signed in to Lakeside Pediatrics as Clinic admin" in page.locator("main").inner_text()
+    assert "Signed in to Lakeside Pediatrics as a clinic admin." in page.locator("main").inner_text()
     both_widths(page, screenshot, "6-admin-dashboard")
 
     user = User.objects.get(email=ADMIN_EMAIL)
