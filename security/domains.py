@@ -205,6 +205,6 @@ def clinics_domains_pending() -> list[Tenant]:
     return list(
         Tenant.objects.filter(custom_domain__isnull=False, custom_domain_verified_at__isnull=True)
         .exclude(custom_domain="")
-        .exclude(custom_domain_token="")
+        .exclude(custom_domain_token="")  # nosec B106 - the DNS token field, empty means none issued
         .order_by("created_at")
     )
