@@ -81,6 +81,8 @@ ACTIONS: dict[str, str] = {
     "key.rotation_started": "A data key rotation started: a new key version is active (purpose, version)",
     "key.rotation_completed": "A data key rotation finished: no row uses the old versions, which are retired",
     "key.rewrapped": "Data keys were re-wrapped under the current master/KMS key (rows untouched)",
+    # Phone payments (billing.services.phone_payments); the payment's own events name the staff member.
+    "phone_payment.opened": "Staff opened a phone payment (virtual terminal) for a statement (names its patient)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the

@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, str] = {
     "ledger.adjust": "Adjust a statement's balance or write it off (alone up to the role's limit; above it a second person approves)",
     "ledger.adjust_approve": "Approve or reject other people's balance adjustments",
     "ledger.adjust_reasons": "Edit the clinic's list of adjustment reasons",
+    "payments.take_phone": "Take a card payment over the phone for a patient's statement",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -68,6 +69,12 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
 # asks a billing manager (docs/adjustments.md).
 ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"ledger.adjust", "ledger.adjust_approve"}
 ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"ledger.adjust", "ledger.adjust_approve", "ledger.adjust_reasons"}
+
+# Phone payments (billing.services.phone_payments): the people who answer the
+# clinic's phone and take payments; not compliance officers, whose work is review.
+ROLE_PERMISSIONS[Role.FRONT_DESK] |= {"payments.take_phone"}
+ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"payments.take_phone"}
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"payments.take_phone"}
 
 # A platform operator with no membership at a clinic: only the break-glass page.
 PLATFORM_OPERATOR_ROLE = "platform_operator"
