@@ -10,11 +10,13 @@ usable on each other's endpoints.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.templatetags.static import static
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -267,3 +269,24 @@ def test_an_unfinished_payment_has_no_receipt(clinic_a: Clinic, fake: FakeProces
     response = client.get(reverse("staff:payment-receipt-pdf", kwargs={"payment_id": payment.public_id}))
     assert response.status_code == 302
     assert response["Location"] == reverse("staff:payment", kwargs={"payment_id": payment.public_id})
+
+
+def test_the_phone_payment_page_has_the_payment_pages_csp_and_only_inventoried_scripts(
+    clinic_a: Clinic, fake: FakeProcessor, settings: Any
+):
+    client = clinic_a.client_as(FRONT_DESK)
+    response = client.get(_open(clinic_a, client))
+    policy = response["Content-Security-Policy"]
+    directives = {part.split()[0]: part.split()[1:] for part in policy.split(";") if part.strip()}
+    script_src = set(directives["script-src"])
+    stripe_origin = re.match(r"^https?://[^/]+", settings.STRIPE_JS_URL).group()  # type: ignore[union-attr]
+    assert {s for s in script_src if not s.startswith("'nonce-")} == {"'self'", stripe_origin}
+    assert "'unsafe-inline'" not in policy and directives["frame-ancestors"] == ["'none'"]
+    html = response.content.decode()
+    # docs/payment-page-scripts.md: Stripe.js, checkout.js and the config data block, nothing else.
+    assert set(re.findall(r"<script\b[^>]*\bsrc=\"([^\"]+)\"", html)) == {
+        settings.STRIPE_JS_URL,
+        static("billing/checkout.js"),
+    }
+    assert re.findall(r"<script\b(?![^>]*\bsrc=)([^>]*)>", html) == [' id="checkout-config" type="application/json"']
+    assert response["Cache-Control"] == "no-store"
