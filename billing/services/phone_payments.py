@@ -28,7 +28,9 @@ from billing.models import Checkout, Payment, PaymentChannel, Statement
 from billing.processor import ProcessorUnavailable, get_processor
 from billing.services.checkout import (
     CheckoutError,
+    CheckoutExpired,
     SubmitOutcome,
+    checkout_is_open,
     payment_refresh,
     payment_submit,
 )
@@ -38,6 +40,10 @@ from portal.models import Tenant
 
 # Long enough for one call; a phone checkout is not left open for the day.
 PHONE_CHECKOUT_LIFETIME = timedelta(minutes=30)
+
+PHONE_CHECKOUT_EXPIRED_MESSAGE = (
+    "This phone payment page expired (they last 30 minutes). Nothing was charged. Start it again from the statement."
+)
 
 AUTHENTICATION_REFUSED_CODE = "authentication_required"
 AUTHENTICATION_REFUSED_MESSAGE = (
@@ -89,6 +95,8 @@ def phone_payment_submit(
     """
     if checkout.channel != PaymentChannel.PHONE:
         raise CheckoutError("This is not a phone payment.")
+    if not checkout_is_open(checkout):
+        raise CheckoutExpired(PHONE_CHECKOUT_EXPIRED_MESSAGE)
     outcome = payment_submit(
         tenant=tenant,
         checkout=checkout,

@@ -32,15 +32,18 @@ from billing.services.checkout import (
 )
 from billing.services.ledger import statement_balance, statement_payable
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
-from billing.services.phone_payments import phone_checkout_open, phone_payment_refresh, phone_payment_submit
+from billing.services.phone_payments import (
+    PHONE_CHECKOUT_EXPIRED_MESSAGE,
+    phone_checkout_open,
+    phone_payment_refresh,
+    phone_payment_submit,
+)
 from billing.services.receipts import receipt_pdf
 from billing.views.staff_adjustments import access_statement_by_uuid
 from billing.views.staff_refunds import access_staff_payment_by_uuid
 from portal.money import CURRENCY_SYMBOLS, Money
 from portal.net import client_ip
 from security.permissions import require_permission
-
-EXPIRED_MESSAGE = "That phone payment page expired (they last 30 minutes). Start it again from the statement."
 
 
 def _ledger_url(checkout: Checkout) -> str:
@@ -74,7 +77,7 @@ def phone_payment_page(request: HttpRequest, phone_checkout_id: UUID) -> HttpRes
     tenant = request.tenant  # type: ignore[attr-defined]
     checkout = access_phone_checkout_by_uuid(tenant=tenant, uuid=phone_checkout_id)
     if not checkout_is_open(checkout):
-        messages.info(request, EXPIRED_MESSAGE)
+        messages.info(request, PHONE_CHECKOUT_EXPIRED_MESSAGE)
         return redirect(_ledger_url(checkout))
     statement = checkout.statement
     payable = statement_payable(statement=statement)
@@ -164,7 +167,7 @@ def phone_payment_renew(request: HttpRequest, phone_checkout_id: UUID) -> HttpRe
     tenant = request.tenant  # type: ignore[attr-defined]
     checkout = access_phone_checkout_by_uuid(tenant=tenant, uuid=phone_checkout_id)
     if not checkout_is_open(checkout):
-        return JsonResponse({"state": "expired", "message": EXPIRED_MESSAGE}, status=400)
+        return JsonResponse({"state": "expired", "message": PHONE_CHECKOUT_EXPIRED_MESSAGE}, status=400)
     try:
         setup = checkout_card_setup(tenant=tenant, checkout=checkout, renew=True)
     except ProcessorUnavailable:

@@ -28,6 +28,7 @@ from billing.processor import set_processor_factory
 from billing.services.phone_payments import (
     AUTHENTICATION_REFUSED_CODE,
     AUTHENTICATION_REFUSED_MESSAGE,
+    PHONE_CHECKOUT_EXPIRED_MESSAGE,
     phone_checkout_open,
 )
 from portal.tenancy.context import tenant_scope
@@ -182,6 +183,16 @@ def test_an_expired_phone_payment_page_sends_staff_back_to_the_ledger(clinic_a: 
     response = client.get(page_url)
     assert response.status_code == 302
     assert response["Location"] == reverse("staff:patient-ledger", kwargs={"patient_id": clinic_a.patient.public_id})
+
+
+def test_an_expired_phone_payment_charges_nothing_and_says_so(clinic_a: Clinic, fake: FakeProcessor):
+    client = clinic_a.client_as(FRONT_DESK)
+    config = _config(client, _open(clinic_a, client))
+    with tenant_scope(clinic_a.tenant):
+        Checkout.objects.update(expires_at=timezone.now() - timedelta(minutes=1))
+    status, body = _submit(client, config, fake, "40.00")
+    assert status == 400 and body["message"] == PHONE_CHECKOUT_EXPIRED_MESSAGE
+    assert fake.calls_named("create_payment") == []
 
 
 def test_another_clinics_phone_checkout_is_404(clinic_a: Clinic, clinic_b: Clinic, fake: FakeProcessor):

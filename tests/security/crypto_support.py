@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection, models
 from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
 
 from portal.models import Tenant
 from portal.services import tenant_create
@@ -102,6 +103,12 @@ def two_tenants_fixture(db: None) -> tuple[Tenant, Tenant]:
         tenant_create(slug="crypt-a", name="Crypt A Clinic"),
         tenant_create(slug="crypt-b", name="Crypt B Clinic"),
     )
+
+
+def latest_migration(app_label: str) -> tuple[str, str]:
+    """The app's newest migration: the schema its models describe, which later tests expect."""
+    (leaf,) = MigrationLoader(None, ignore_no_migrations=True).graph.leaf_nodes(app_label)
+    return leaf
 
 
 def migrate_to(target: tuple[str, str]) -> None:

@@ -27,7 +27,7 @@ from security.crypto.models import KeyPurpose, RotationStatus
 from security.crypto.projection import EncryptedProjectionField, ProjectedValues, projection_plaintext
 from security.crypto.rotation import data_key_rotate
 from tests.security import crypto_support
-from tests.security.crypto_support import migrate_to
+from tests.security.crypto_support import latest_migration, migrate_to
 
 local_keys_fixture = crypto_support.local_keys_fixture
 two_tenants_fixture = crypto_support.two_tenants_fixture
@@ -264,7 +264,7 @@ AFTER = ("billing", "0005_patient_listing")
 @pytest.fixture
 def migrated_back_and_forth(transactional_db: None) -> Iterator[None]:
     yield
-    migrate_to(AFTER)  # leave the schema as the other tests expect it
+    migrate_to(latest_migration("billing"))  # leave the schema as the other tests expect it
 
 
 @pytest.mark.usefixtures("migrated_back_and_forth")
