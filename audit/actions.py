@@ -105,6 +105,8 @@ ACTIONS: dict[str, str] = {
     "settings.webhook_registered": "The clinic's webhook endpoint was registered through the processor's API (signing secret kept)",
     "settings.webhook_secret_changed": "A clinic admin entered the webhook signing secret by hand (only 'changed')",
     "settings.policies_changed": "A clinic admin changed payment or look-up policies (each value old -> new)",
+    # Phone payments (billing.services.phone_payments); the payment's own events name the staff member.
+    "phone_payment.opened": "Staff opened a phone payment (virtual terminal) for a statement (names its patient)",
 }
 
 # Detail keys that list the public ids of records an act touched, and the
@@ -157,6 +159,7 @@ ACTION_LABELS: dict[str, str] = {
     "statements.imported": "Statements imported",
     "statements.import_refused": "Statement file refused",
     "statements.import_report_downloaded": "Rejected-rows report downloaded",
+    "phone_payment.opened": "Phone payment opened",
     "platform.clinic_created": "Clinic created",
     "platform.clinic_updated": "Clinic edited",
     "platform.clinic_suspended": "Clinic suspended",

@@ -10,7 +10,7 @@ from uuid import UUID
 from django.http import Http404, HttpRequest
 
 from billing.import_models import ImportJob
-from billing.models import Checkout, Patient, Payment
+from billing.models import Checkout, Patient, Payment, PaymentChannel
 from billing.refund_models import Refund
 from portal.models import Tenant
 
@@ -29,7 +29,25 @@ def access_checkout_by_uuid(*, request: HttpRequest, tenant: Tenant, uuid: UUID)
     if str(uuid) not in request.session.get(SESSION_CHECKOUTS, []):
         raise Http404
     checkout = (
-        Checkout.objects.select_related("statement", "statement__patient").filter(tenant=tenant, public_id=uuid).first()
+        Checkout.objects.select_related("statement", "statement__patient")
+        .filter(tenant=tenant, public_id=uuid, channel=PaymentChannel.ONLINE)
+        .first()
+    )
+    if checkout is None:
+        raise Http404
+    return checkout
+
+
+def access_phone_checkout_by_uuid(*, tenant: Tenant, uuid: UUID) -> Checkout:
+    """A phone checkout of this clinic. Callers have checked `payments.take_phone`.
+
+    A patient's own (online) checkout is not a phone checkout: staff cannot
+    charge through a patient's session, nor a patient through staff's.
+    """
+    checkout = (
+        Checkout.objects.select_related("statement", "statement__patient", "opened_by")
+        .filter(tenant=tenant, public_id=uuid, channel=PaymentChannel.PHONE)
+        .first()
     )
     if checkout is None:
         raise Http404

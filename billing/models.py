@@ -257,11 +257,21 @@ class ProcessorAccount(TenantOwnedModel):
         return f"Processor account of tenant {self.tenant_id}"
 
 
-class Checkout(TenantOwnedModel):
-    """A patient's visit to pay one statement, opened by a successful look-up.
+class PaymentChannel(models.TextChoices):
+    # The patient paid on the portal.
+    ONLINE = "online", "Online"
+    # Staff keyed the card while the patient was on the phone.
+    PHONE = "phone", "Phone"
 
-    Its public id appears in URLs; only the browser session that opened it may
-    use it. Each card submission is a Payment attempt of this checkout.
+
+class Checkout(TenantOwnedModel):
+    """A visit to pay one statement: a patient's, opened by a successful
+    look-up, or a phone payment a staff member opened in the console.
+
+    Its public id appears in URLs. A patient's checkout is usable only by the
+    browser session that opened it; a phone checkout only by staff of its
+    clinic holding `payments.take_phone`. Each card submission is a Payment
+    attempt of this checkout.
     """
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -273,6 +283,13 @@ class Checkout(TenantOwnedModel):
     setup_intent_client_secret = EncryptedTextField(max_length=255, blank=True, purpose=KeyPurpose.SECRET)
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
+    # Online: the patient's own browser. Phone: staff keyed the card in the
+    # console; its attempts are recorded with this channel and actor.
+    channel = models.CharField(max_length=16, choices=PaymentChannel.choices, default=PaymentChannel.ONLINE)
+    # Who opened a phone checkout (null for a patient's own), and their role
+    # then: the payment's audit events name them instead of "guest".
+    opened_by = models.ForeignKey("security.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    opened_by_role = models.CharField(max_length=32, blank=True)
 
     def __str__(self) -> str:
         return f"Checkout {self.public_id}"
@@ -289,13 +306,6 @@ class PaymentStatus(models.TextChoices):
     REQUIRES_CAPTURE = "requires_capture", "Authorised"
     SUCCEEDED = "succeeded", "Succeeded"
     CANCELED = "canceled", "Canceled"
-
-
-class PaymentChannel(models.TextChoices):
-    # The patient paid on the portal.
-    ONLINE = "online", "Online"
-    # Staff keyed the card while the patient was on the phone.
-    PHONE = "phone", "Phone"
 
 
 class CheckResult(models.TextChoices):

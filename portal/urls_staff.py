@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.urls import path
 
 from billing.views import staff as billing_staff
-from billing.views import staff_adjustments, staff_imports, staff_refunds
+from billing.views import staff_adjustments, staff_imports, staff_phone, staff_refunds
 from portal import dashboard
 from security import auth_views, recovery_views
 
@@ -58,4 +58,19 @@ urlpatterns = [
     path("imports/", staff_imports.statement_imports, name="statement-imports"),
     path("imports/<uuid:job_id>/", staff_imports.statement_import, name="statement-import"),
     path("imports/<uuid:job_id>/rejected.csv", staff_imports.statement_import_report, name="statement-import-report"),
+    # Phone payments (virtual terminal) and the staff-side receipt.
+    path("statements/<uuid:statement_id>/phone-payment/", staff_phone.phone_payment_open, name="phone-payment-open"),
+    path("phone-payments/<uuid:phone_checkout_id>/", staff_phone.phone_payment_page, name="phone-payment"),
+    path(
+        "phone-payments/<uuid:phone_checkout_id>/submit",
+        staff_phone.phone_payment_submit_view,
+        name="phone-payment-submit",
+    ),
+    path("phone-payments/<uuid:phone_checkout_id>/renew", staff_phone.phone_payment_renew, name="phone-payment-renew"),
+    path(
+        "phone-payments/<uuid:phone_checkout_id>/payments/<uuid:payment_id>/refresh",
+        staff_phone.phone_payment_refresh_view,
+        name="phone-payment-refresh",
+    ),
+    path("payments/<uuid:payment_id>/receipt.pdf", staff_phone.payment_receipt_pdf_view, name="payment-receipt-pdf"),
 ]

@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, str] = {
     "ledger.adjust_approve": "Approve or reject other people's balance adjustments",
     "ledger.adjust_reasons": "Edit the clinic's list of adjustment reasons",
     "statements.import": "Import statement files and download their rejected-rows reports",
+    "payments.take_phone": "Take a card payment over the phone for a patient's statement",
 }
 
 _EVERY_STAFF_MEMBER = frozenset({"dashboard.view", "account.sessions", "account.manage"})
@@ -82,6 +83,12 @@ for _role in (Role.FRONT_DESK, Role.BILLING_MANAGER, Role.CLINIC_ADMIN):
 # asks a billing manager (docs/adjustments.md).
 ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"ledger.adjust", "ledger.adjust_approve"}
 ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"ledger.adjust", "ledger.adjust_approve", "ledger.adjust_reasons"}
+
+# Phone payments (billing.services.phone_payments): the people who answer the
+# clinic's phone and take payments; not compliance officers, whose work is review.
+ROLE_PERMISSIONS[Role.FRONT_DESK] |= {"payments.take_phone"}
+ROLE_PERMISSIONS[Role.BILLING_MANAGER] |= {"payments.take_phone"}
+ROLE_PERMISSIONS[Role.CLINIC_ADMIN] |= {"payments.take_phone"}
 
 # A platform operator with no membership at a clinic: only the break-glass page
 # there. "platform.clinics" guards the platform console, which only the

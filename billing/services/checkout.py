@@ -23,6 +23,7 @@ from billing.services.ledger import statement_payable
 from billing.services.payment_states import GENERIC_FAILURE_MESSAGE, UNAVAILABLE_MESSAGE
 from billing.services.payments import (
     capture_method_for,
+    checkout_actor,
     payment_record_decline,
     payment_record_unreachable,
     payment_sync,
@@ -201,13 +202,16 @@ def _claim_attempt(
                 amount_minor=amount.minor_units,
                 currency=amount.currency,
                 capture_method=capture_method_for(account),
+                channel=checkout.channel,
             )
         except IntegrityError:
             raise CheckoutError("This payment is already being processed.") from None
+        actor, actor_role = checkout_actor(checkout)
         audit_record(
             action="payment.attempted",
             tenant=tenant,
-            actor_role="guest",
+            actor=actor,
+            actor_role=actor_role,
             target_type="payment",
             target_id=str(payment.public_id),
             details={"amount_minor": payment.amount_minor, "currency": payment.currency, "attempt": attempt_number},

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from audit.models import Outcome
 from audit.recorder import audit_record
-from billing.models import CardCheckPolicy, CheckResult, Payment, PaymentStatus, ProcessorAccount
+from billing.models import CardCheckPolicy, Checkout, CheckResult, Payment, PaymentStatus, ProcessorAccount
 from billing.processor import IntentSnapshot, Processor, ProcessorUnavailable
 from billing.services.ledger import ledger_credit_payment
 from billing.services.payment_states import DECLINE_MESSAGES, can_transition, decline_message
@@ -119,12 +120,31 @@ def _card_facts(payment: Payment, intent: IntentSnapshot) -> set[str]:
     return changed
 
 
+def checkout_actor(checkout: Checkout) -> tuple[Any, str]:
+    """Who acts in a checkout: the staff member who opened a phone checkout, else the guest patient."""
+    if checkout.opened_by_id is not None:
+        return checkout.opened_by, checkout.opened_by_role
+    return None, "guest"
+
+
+def _actor_for(payment: Payment, source: str) -> tuple[Any, str]:
+    if source == "webhook":
+        return None, "processor"
+    # What the checkout itself learns (the card form's answer) is the act of
+    # whoever is charging the card: on a phone checkout, the staff member.
+    if source == "checkout" and payment.checkout.opened_by_id is not None:
+        return checkout_actor(payment.checkout)
+    return None, "system"
+
+
 def _audit_payment(payment: Payment, action: str, outcome: str, source: str, **details: str | int | bool) -> None:
+    actor, actor_role = _actor_for(payment, source)
     audit_record(
         action=action,
         tenant=payment.tenant,
         outcome=outcome,
-        actor_role="processor" if source == "webhook" else "system",
+        actor=actor,
+        actor_role=actor_role,
         target_type="payment",
         target_id=str(payment.public_id),
         details={"source": source, "amount_minor": payment.amount_minor, "currency": payment.currency, **details},

@@ -91,3 +91,9 @@ def _adjustment_reason_reactivated(clinic: Clinic) -> None:
 def _payment_list_exported(clinic: Clinic) -> None:
     response = clinic.client_as(BILLING).get(reverse("staff:payments-export"), {"status": "succeeded"})
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+
+
+@scenario("phone_payment.opened")
+def _phone_payment_opened(clinic: Clinic) -> None:
+    url = reverse("staff:phone-payment-open", kwargs={"statement_id": clinic.statement.public_id})
+    assert clinic.client_as(Role.FRONT_DESK.value).post(url).status_code == 302

@@ -14,13 +14,16 @@ Navigation: the pages a persona can open link only to views it may use.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
 from django.urls import Resolver404, resolve, reverse
 
+from billing.processor import set_processor_factory
 from security.permissions import ACCESS_ROLES, PERMISSIONS, permissions_for_role
+from tests.billing.fakes import FakeProcessor
 from tests.conftest import Clinic
 from tests.security.test_permission_walk import declared_access
 from tests.security.url_samples import OUTSIDER, PERSONAS, Route, guarded_routes, persona_client, route_client
@@ -86,6 +89,15 @@ def test_every_permission_guards_a_view():
     """A permission no view declares is a registry entry nothing enforces."""
     used = {route.access for route in guarded_routes()}
     assert set(PERMISSIONS) - used == set()
+
+
+@pytest.fixture(autouse=True)
+def _fake_processor() -> Iterator[FakeProcessor]:
+    """Staff pages that reach the processor (the phone payment's card form) reach a fake one."""
+    fake = FakeProcessor()
+    set_processor_factory(lambda tenant, account: fake)
+    yield fake
+    set_processor_factory(None)
 
 
 @pytest.mark.parametrize(("route", "persona"), MATRIX)

@@ -361,6 +361,35 @@ def _import_job(clinic: Clinic) -> object:
         return statement_import_run(job=job, file=checked)
 
 
+def _phone_checkout(clinic: Clinic) -> object:
+    """A phone checkout of the clinic's statement, opened by its front desk."""
+    from billing.services.phone_payments import phone_checkout_open
+
+    return phone_checkout_open(
+        tenant=clinic.tenant,
+        statement=clinic.statement,
+        actor=clinic.user(Role.FRONT_DESK),
+        actor_role=Role.FRONT_DESK.value,
+    )
+
+
+def _phone_payment(clinic: Clinic) -> object:
+    """An attempt of the phone checkout, as _claim_attempt writes it before the processor is called."""
+    from billing.models import Payment, PaymentChannel
+
+    return Payment.objects.create(
+        tenant=clinic.tenant,
+        checkout=_object(clinic, "phone_checkout_id"),
+        statement=clinic.statement,
+        patient=clinic.patient,
+        attempt_number=1,
+        setup_intent_id=f"seti_{clinic.slug}_phone_sample",
+        amount_minor=100,
+        currency=clinic.tenant.currency,
+        channel=PaymentChannel.PHONE,
+    )
+
+
 def _public_id(kwarg: str) -> Sample:
     return lambda clinic: _object(clinic, kwarg).public_id
 
@@ -381,6 +410,8 @@ _OBJECTS: dict[str, Sample] = {
     "reason_id": _adjustment_reason,
     "adjustment_id": _adjustment,
     "job_id": _import_job,
+    "phone_checkout_id": _phone_checkout,
+    "phone_payment_id": _phone_payment,
 }
 
 # URL kwarg name -> the value of that kwarg for one clinic.
@@ -410,6 +441,8 @@ VIEW_SAMPLES: dict[tuple[str, str], Sample] = {
     ("audit.views.download", "token"): _download_token,
     ("security.team_views.accept", "token"): _invitation_token,
     ("security.recovery_views.password_reset", "token"): _reset_token,
+    # A phone checkout's attempt, not the patient checkout's (another checkout's payment is a 404 there).
+    ("billing.views.staff_phone.phone_payment_refresh_view", "payment_id"): _public_id("phone_payment_id"),
 }
 
 
