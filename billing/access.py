@@ -10,7 +10,7 @@ from uuid import UUID
 from django.http import Http404, HttpRequest
 
 from billing.import_models import ImportJob
-from billing.models import Checkout, Patient, Payment, PaymentChannel
+from billing.models import Checkout, Patient, Payment, PaymentChannel, Statement
 from billing.refund_models import Refund
 from portal.models import Tenant
 
@@ -100,3 +100,11 @@ def access_import_job_by_uuid(*, tenant: Tenant, uuid: UUID) -> ImportJob:
     if job is None:
         raise Http404
     return job
+
+
+def access_statement_by_uuid(*, tenant: Tenant, uuid: UUID) -> Statement:
+    """A statement of this clinic; 404 for missing and another clinic's alike."""
+    statement = Statement.objects.select_related("patient").filter(tenant=tenant, public_id=uuid).first()
+    if statement is None:
+        raise Http404
+    return statement

@@ -39,6 +39,11 @@ RELEASE_REASONS: dict[str, str] = {
     "replaced": "This payment was canceled because a new payment was started. You have not been charged for it.",
     "canceled_by_clinic": "The clinic canceled this payment. You have not been charged.",
     "abandoned": "This payment was canceled because authentication was not completed. You have not been charged.",
+    # A phone payment (billing.services.phone_payments): staff cannot complete the cardholder's authentication.
+    "authentication_required": (
+        "This card needs the cardholder's own authentication (3-D Secure), which cannot be done over the phone. "
+        "Nothing was charged. Ask the patient to pay online with this card, or take another card."
+    ),
 }
 
 

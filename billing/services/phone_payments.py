@@ -25,7 +25,8 @@ from django.utils import timezone
 
 from audit.recorder import audit_record
 from billing.models import Checkout, Payment, PaymentChannel, Statement
-from billing.processor import ProcessorUnavailable, get_processor
+from billing.processor import get_processor
+from billing.services.abandon import RELEASE_REASONS, payment_release
 from billing.services.checkout import (
     CheckoutError,
     CheckoutExpired,
@@ -35,7 +36,6 @@ from billing.services.checkout import (
     payment_submit,
 )
 from billing.services.ledger import statement_payable
-from billing.services.payments import payment_sync
 from portal.models import Tenant
 
 # Long enough for one call; a phone checkout is not left open for the day.
@@ -46,10 +46,7 @@ PHONE_CHECKOUT_EXPIRED_MESSAGE = (
 )
 
 AUTHENTICATION_REFUSED_CODE = "authentication_required"
-AUTHENTICATION_REFUSED_MESSAGE = (
-    "This card needs the cardholder's own authentication (3-D Secure), which cannot be done over the phone. "
-    "Nothing was charged. Ask the patient to pay online with this card, or take another card."
-)
+AUTHENTICATION_REFUSED_MESSAGE = RELEASE_REASONS[AUTHENTICATION_REFUSED_CODE]
 
 
 def phone_checkout_open(
@@ -116,24 +113,13 @@ def phone_payment_refresh(*, tenant: Tenant, payment: Payment) -> SubmitOutcome:
 def _refuse_authentication(*, tenant: Tenant, outcome: SubmitOutcome) -> SubmitOutcome:
     if outcome.state != "requires_action" or outcome.payment is None:
         return outcome
-    payment = outcome.payment
-    with transaction.atomic():
-        locked = Payment.objects.select_for_update().get(pk=payment.pk)
-        # Kept through the cancellation (payment_apply_intent keeps a message already set).
-        locked.failure_code = AUTHENTICATION_REFUSED_CODE
-        locked.failure_message = AUTHENTICATION_REFUSED_MESSAGE
-        locked.save(update_fields=["failure_code", "failure_message", "updated_at"])
-    assert payment.processor_payment_intent_id
-    processor = get_processor(tenant)
-    try:
-        # A retry resends the same key, so the processor cancels once.
-        intent = processor.cancel_payment(
-            payment.processor_payment_intent_id,
-            idempotency_key=f"{payment.idempotency_key_base}-cancel-authentication",
-        )
-    except ProcessorUnavailable:
-        # Nothing can be charged without the cardholder's authentication; the
-        # sweep cancels the waiting attempt later (billing.services.sweep).
-        return SubmitOutcome(payment, "failed", AUTHENTICATION_REFUSED_MESSAGE)
-    payment = payment_sync(payment=payment, intent=intent, processor=processor, source="checkout")
-    return SubmitOutcome(payment, "failed", AUTHENTICATION_REFUSED_MESSAGE)
+    # Cancelled as any attempt left waiting for authentication is (one idempotency key
+    # for the patient, staff and the sweep); if the processor does not answer,
+    # nothing can be charged without the cardholder, and the sweep cancels it later.
+    release = payment_release(
+        payment=outcome.payment,
+        processor=get_processor(tenant),
+        reason=AUTHENTICATION_REFUSED_CODE,
+        source="checkout",
+    )
+    return SubmitOutcome(release.payment, "failed", AUTHENTICATION_REFUSED_MESSAGE)

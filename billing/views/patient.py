@@ -31,8 +31,9 @@ from billing.services.ledger import statement_awaiting_patient, statement_balanc
 from billing.services.lookup import LookupFailed, LookupLocked, LookupRateLimited, statement_lookup
 from billing.services.payment_states import UNAVAILABLE_MESSAGE
 from billing.services.receipts import receipt_pdf
+from billing.views.card_form import card_form_config
 from portal.models import Tenant
-from portal.money import CURRENCY_EXPONENTS, CURRENCY_SYMBOLS, Money
+from portal.money import Money
 from portal.net import client_ip
 from security.permissions import TENANT_HOST, public_view
 
@@ -133,18 +134,12 @@ def pay(request: HttpRequest, checkout_id: UUID) -> HttpResponse:
     context.update(
         {
             "minimum": minimum,
-            "checkout_config": {
-                "publishableKey": setup.publishable_key,
-                "clientSecret": setup.client_secret,
-                "setupIntentId": setup.setup_intent_id,
-                "submitUrl": reverse("billing:pay-submit", kwargs={"checkout_id": checkout.public_id}),
-                "renewUrl": reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
-                "fullAmount": context["payable"].input_value(),
-                "currencySymbol": CURRENCY_SYMBOLS[tenant.currency].strip(),
-                # How money is shown (portal.money.Money.__str__): prefix as printed, decimals.
-                "currencyPrefix": CURRENCY_SYMBOLS[context["payable"].currency],
-                "currencyExponent": CURRENCY_EXPONENTS[context["payable"].currency],
-            },
+            "checkout_config": card_form_config(
+                setup=setup,
+                payable=context["payable"],
+                submit_url=reverse("billing:pay-submit", kwargs={"checkout_id": checkout.public_id}),
+                renew_url=reverse("billing:pay-renew", kwargs={"checkout_id": checkout.public_id}),
+            ),
         }
     )
     return render(request, "billing/pay.html", context)

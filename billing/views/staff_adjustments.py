@@ -16,9 +16,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.recorder import audit_record
+from billing.access import access_statement_by_uuid
 from billing.adjustment_models import Adjustment, AdjustmentReason, AdjustmentStatus
 from billing.forms import AdjustmentForm
-from billing.models import Statement
 from billing.services.adjustments import (
     NOTE_MAX_LENGTH,
     REASON_LABEL_MAX_LENGTH,
@@ -41,14 +41,6 @@ class RejectForm(forms.Form):
 
 class ReasonAddForm(forms.Form):
     label = forms.CharField(label="New reason", max_length=REASON_LABEL_MAX_LENGTH)
-
-
-def access_statement_by_uuid(*, tenant: Tenant, uuid: UUID) -> Statement:
-    """A statement of this clinic; 404 for missing and another clinic's alike."""
-    statement = Statement.objects.select_related("patient").filter(tenant=tenant, public_id=uuid).first()
-    if statement is None:
-        raise Http404
-    return statement
 
 
 def access_adjustment_by_uuid(*, tenant: Tenant, uuid: UUID) -> Adjustment:

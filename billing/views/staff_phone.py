@@ -19,7 +19,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from audit.recorder import audit_record
-from billing.access import access_payment_by_uuid, access_phone_checkout_by_uuid
+from billing.access import (
+    access_payment_by_uuid,
+    access_phone_checkout_by_uuid,
+    access_staff_payment_by_uuid,
+    access_statement_by_uuid,
+)
 from billing.forms import PaymentSubmitForm
 from billing.models import Checkout, PaymentStatus
 from billing.processor import ProcessorUnavailable
@@ -39,9 +44,8 @@ from billing.services.phone_payments import (
     phone_payment_submit,
 )
 from billing.services.receipts import receipt_pdf
-from billing.views.staff_adjustments import access_statement_by_uuid
-from billing.views.staff_refunds import access_staff_payment_by_uuid
-from portal.money import CURRENCY_SYMBOLS, Money
+from billing.views.card_form import card_form_config
+from portal.money import Money
 from portal.net import client_ip
 from security.permissions import require_permission
 
@@ -103,15 +107,12 @@ def phone_payment_page(request: HttpRequest, phone_checkout_id: UUID) -> HttpRes
     url_kwargs = {"phone_checkout_id": checkout.public_id}
     context.update(
         minimum=Money(min(tenant.minimum_payment_minor, payable.minor_units), tenant.currency),
-        checkout_config={
-            "publishableKey": setup.publishable_key,
-            "clientSecret": setup.client_secret,
-            "setupIntentId": setup.setup_intent_id,
-            "submitUrl": reverse("staff:phone-payment-submit", kwargs=url_kwargs),
-            "renewUrl": reverse("staff:phone-payment-renew", kwargs=url_kwargs),
-            "fullAmount": payable.input_value(),
-            "currencySymbol": CURRENCY_SYMBOLS[tenant.currency].strip(),
-        },
+        checkout_config=card_form_config(
+            setup=setup,
+            payable=payable,
+            submit_url=reverse("staff:phone-payment-submit", kwargs=url_kwargs),
+            renew_url=reverse("staff:phone-payment-renew", kwargs=url_kwargs),
+        ),
     )
     response = render(request, "billing/staff/phone_payment.html", context)
     response["Cache-Control"] = "no-store"  # carries the SetupIntent's client secret

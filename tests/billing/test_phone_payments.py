@@ -25,6 +25,7 @@ from audit.models import AuditEvent
 from billing.access import SESSION_CHECKOUTS
 from billing.models import Checkout, LedgerEntry, Payment, PaymentChannel, PaymentStatus
 from billing.processor import set_processor_factory
+from billing.services.abandon import abandon_idempotency_key
 from billing.services.phone_payments import (
     AUTHENTICATION_REFUSED_CODE,
     AUTHENTICATION_REFUSED_MESSAGE,
@@ -154,7 +155,7 @@ def test_3d_secure_is_refused_and_the_attempt_canceled(clinic_a: Clinic, fake: F
         payment = Payment.objects.get()
         assert not LedgerEntry.objects.filter(payment=payment).exists()
     assert cancel["id"] == payment.processor_payment_intent_id
-    assert cancel["idempotency_key"] == f"{payment.idempotency_key_base}-cancel-authentication"
+    assert cancel["idempotency_key"] == abandon_idempotency_key(payment)
     assert payment.status == PaymentStatus.CANCELED
     assert payment.failure_code == AUTHENTICATION_REFUSED_CODE
     (canceled,) = _events(clinic_a, "payment.canceled")
