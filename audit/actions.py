@@ -105,6 +105,7 @@ ACTIONS: dict[str, str] = {
     "settings.webhook_registered": "The clinic's webhook endpoint was registered through the processor's API (signing secret kept)",
     "settings.webhook_secret_changed": "A clinic admin entered the webhook signing secret by hand (only 'changed')",
     "settings.policies_changed": "A clinic admin changed payment or look-up policies (each value old -> new)",
+    "settings.approval_limits_changed": "A clinic admin changed how much each role may refund or adjust alone (each limit old -> new)",
     # Phone payments (billing.services.phone_payments); the payment's own events name the staff member.
     "phone_payment.opened": "Staff opened a phone payment (virtual terminal) for a statement (names its patient)",
 }
@@ -172,6 +173,7 @@ ACTION_LABELS: dict[str, str] = {
     "settings.webhook_registered": "Processor webhook registered",
     "settings.webhook_secret_changed": "Webhook signing secret changed",
     "settings.policies_changed": "Clinic policies changed",
+    "settings.approval_limits_changed": "Approval limits changed",
     "webhook.processed": "Processor webhook processed",
     "auth.login": "Signed in (password step)",
     "auth.login_failed": "Sign-in failed",

@@ -16,4 +16,5 @@ urlpatterns = [
     path("processor/webhook/", clinic_settings.webhook_register, name="webhook-register"),
     path("processor/webhook-secret/", clinic_settings.webhook_secret, name="webhook-secret"),
     path("policies/", clinic_settings.policies, name="policies"),
+    path("approvals/", clinic_settings.approvals, name="approvals"),
 ]

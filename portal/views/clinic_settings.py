@@ -25,6 +25,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
+from billing.services.approval_limits import LIMIT_FIELDS, ApprovalLimitsError, approval_limits_update
 from billing.services.branding import LOGO_MAX_BYTES, BrandingError, branding_set, contrast_with_white
 from billing.services.clinic_settings import (
     ClinicPolicies,
@@ -52,6 +53,7 @@ from portal.views.clinic_settings_forms import (
     ProfileForm,
     WebhookSecretForm,
 )
+from portal.views.settings_approvals import ApprovalLimitsForm, approvals_context
 from security.models import User
 from security.permissions import require_permission
 
@@ -127,6 +129,7 @@ SECTIONS: list[SettingsSection] = [
         _processor_context,
     ),
     _section("policies", "Policies", ("settings.policies_changed",), _policies_context),
+    _section("approvals", "Approvals", ("settings.approval_limits_changed",), approvals_context),
 ]
 
 
@@ -337,3 +340,27 @@ def policies(request: HttpRequest) -> HttpResponse:
         return _page(request, "policies", status=400, policies_form=form)
     _saved(request, changed, "Policies")
     return redirect("clinic_settings:policies")
+
+
+# --- Approvals ----------------------------------------------------------------------------
+
+
+@require_permission(PERMISSION)
+@never_cache
+@require_http_methods(["GET", "POST"])
+def approvals(request: HttpRequest) -> HttpResponse:
+    """How much each role may refund or adjust alone; above it a second person approves."""
+    tenant: Tenant = request.tenant  # type: ignore[attr-defined]
+    if request.method != "POST":
+        return _page(request, "approvals")
+    form = ApprovalLimitsForm(request.POST, tenant=tenant)
+    if not form.is_valid():
+        return _page(request, "approvals", status=400, approvals_form=form)
+    limits = {name: form.cleaned_data[name] for name in LIMIT_FIELDS}
+    try:
+        changed = approval_limits_update(**_actor(request), limits=limits)
+    except ApprovalLimitsError as error:
+        form.add_error(None, str(error).capitalize() + ".")
+        return _page(request, "approvals", status=400, approvals_form=form)
+    _saved(request, changed, "Approval limits")
+    return redirect("clinic_settings:approvals")

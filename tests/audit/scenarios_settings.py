@@ -80,3 +80,16 @@ def _policies_changed(clinic: Clinic) -> None:
             "lookup_ip_failure_limit": "50",
         },
     )
+
+
+@scenario("settings.approval_limits_changed")
+def _approval_limits_changed(clinic: Clinic) -> None:
+    limits = {
+        "front_desk_limit_minor": "25.00",
+        "billing_manager_limit_minor": "500.00",
+        "clinic_admin_limit_minor": "500.00",
+        "front_desk_adjustment_limit_minor": "0",
+        "billing_manager_adjustment_limit_minor": "50.00",
+        "clinic_admin_adjustment_limit_minor": "500.00",
+    }
+    _post(clinic, "approvals", limits)

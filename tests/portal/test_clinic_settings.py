@@ -53,7 +53,7 @@ def _tenant(clinic: Clinic) -> Tenant:
 # --- Access ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["overview", "profile", "branding", "processor", "policies"])
+@pytest.mark.parametrize("name", ["overview", "profile", "branding", "processor", "policies", "approvals"])
 def test_clinic_admin_opens_every_section(clinic_a: Clinic, name: str):
     response = clinic_a.client_as(ADMIN).get(reverse(f"clinic_settings:{name}"))
     assert response.status_code == 200
