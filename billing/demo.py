@@ -33,7 +33,7 @@ from portal.models import Tenant
 from portal.money import Money
 from portal.services import tenant_create
 from portal.tenancy.context import platform_scope, tenant_scope
-from portal.tenancy.resolution import tenant_base_url
+from portal.tenancy.resolution import platform_url, tenant_base_url
 from security.crypto.fields import blind_index_filter
 from security.models import Membership, Role, User
 
@@ -298,13 +298,6 @@ class DemoSeedResult:
 # --- Seeding ------------------------------------------------------------------------
 
 
-def _platform_url(path: str) -> str:
-    port = settings.SETTLE_PUBLIC_PORT
-    default_port = {"http": 80, "https": 443}[settings.SETTLE_PUBLIC_SCHEME]
-    port_part = f":{port}" if port and port != default_port else ""
-    return f"{settings.SETTLE_PUBLIC_SCHEME}://{settings.SETTLE_PLATFORM_HOST}{port_part}{path}"
-
-
 def _user_ensure(*, email: str, full_name: str, password: str, result: DemoSeedResult, superuser: bool = False) -> User:
     """The user with `email`, created with `password` when missing. An existing
     user is left alone: a changed password is reported, never reset."""
@@ -466,7 +459,7 @@ def demo_seed(
     if settings.PRODUCTION:
         raise DemoSeedRefused("seed_demo creates demo users with a published password; it never runs in production")
     today = today or timezone.localdate()
-    result = DemoSeedResult(password=password, admin_url=_platform_url("/admin/"))
+    result = DemoSeedResult(password=password, admin_url=platform_url("/admin/"))
     with transaction.atomic(), platform_scope():
         operator = _user_ensure(
             email=OPERATOR_EMAIL, full_name="Pat Operator", password=password, result=result, superuser=True

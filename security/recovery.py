@@ -32,7 +32,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
@@ -43,7 +42,7 @@ from audit.models import Outcome
 from audit.recorder import audit_record
 from portal.models import Tenant
 from portal.net import client_ip
-from portal.tenancy.resolution import tenant_base_url
+from portal.tenancy.resolution import platform_url, tenant_base_url
 from security import lockout, ratelimit
 from security.login_lockout import normalize_username, sign_in_allowed
 from security.models import Membership, PasswordReset, User
@@ -77,16 +76,9 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _platform_base_url() -> str:
-    port = settings.SETTLE_PUBLIC_PORT
-    default_port = {"http": 80, "https": 443}[settings.SETTLE_PUBLIC_SCHEME]
-    port_part = f":{port}" if port and port != default_port else ""
-    return f"{settings.SETTLE_PUBLIC_SCHEME}://{settings.SETTLE_PLATFORM_HOST}{port_part}/"
-
-
 def reset_link(*, tenant: Tenant | None, token: str) -> str:
     """The absolute link on the host the reset was asked on (the only host that accepts it)."""
-    base = tenant_base_url(tenant) if tenant is not None else _platform_base_url()
+    base = tenant_base_url(tenant) if tenant is not None else platform_url()
     return base.rstrip("/") + reverse("staff:password-reset", kwargs={"token": token})
 
 

@@ -37,6 +37,7 @@ from billing.processor import (
     get_processor_admin,
 )
 from portal.models import Tenant
+from portal.tenancy.resolution import platform_url
 
 # The events webhook_receive acts on (billing.services.webhooks): every
 # PaymentIntent state change, every refund change, every dispute change.
@@ -156,11 +157,7 @@ class ProcessorStatus:
 
 def tenant_webhook_url(tenant: Tenant) -> str:
     """The public URL the processor posts this clinic's events to (on the platform host)."""
-    port = settings.SETTLE_PUBLIC_PORT
-    default_port = {"http": 80, "https": 443}[settings.SETTLE_PUBLIC_SCHEME]
-    port_part = f":{port}" if port and port != default_port else ""
-    path = reverse("webhooks:stripe", kwargs={"tenant_id": tenant.public_id})
-    return f"{settings.SETTLE_PUBLIC_SCHEME}://{settings.SETTLE_PLATFORM_HOST}{port_part}{path}"
+    return platform_url(reverse("webhooks:stripe", kwargs={"tenant_id": tenant.public_id}))
 
 
 def processor_status(*, tenant: Tenant) -> ProcessorStatus:

@@ -41,11 +41,20 @@ def resolve_host(host: str) -> HostMatch | None:
     return HostMatch(tenant=tenant, is_platform=False) if tenant else None
 
 
+def public_url(host: str, path: str = "/") -> str:
+    """An absolute URL on `host` as the public reaches it (SETTLE_PUBLIC_SCHEME, SETTLE_PUBLIC_PORT)."""
+    scheme, port = settings.SETTLE_PUBLIC_SCHEME, settings.SETTLE_PUBLIC_PORT
+    port_part = f":{port}" if port and port != {"http": 80, "https": 443}[scheme] else ""
+    return f"{scheme}://{host}{port_part}{path}"
+
+
+def platform_url(path: str = "/") -> str:
+    """An absolute URL on the platform host (operators, Django admin, processor webhooks)."""
+    return public_url(settings.SETTLE_PLATFORM_HOST, path)
+
+
 def tenant_base_url(tenant: Tenant) -> str:
     """The public URL of a tenant's site, e.g. http://demo.localhost:8000/."""
-    verified = tenant.custom_domain and tenant.custom_domain_verified_at is not None
-    host = tenant.custom_domain if verified else f"{tenant.slug}.{settings.SETTLE_BASE_DOMAIN}"
-    port = settings.SETTLE_PUBLIC_PORT
-    default_port = {"http": 80, "https": 443}[settings.SETTLE_PUBLIC_SCHEME]
-    port_part = f":{port}" if port and port != default_port else ""
-    return f"{settings.SETTLE_PUBLIC_SCHEME}://{host}{port_part}/"
+    if tenant.custom_domain and tenant.custom_domain_verified_at is not None:
+        return public_url(tenant.custom_domain)
+    return public_url(f"{tenant.slug}.{settings.SETTLE_BASE_DOMAIN}")

@@ -15,14 +15,13 @@ from typing import Any
 from uuid import UUID
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.figures import RECENT_DAYS, clinic_figures
+from billing.services.processor_accounts import tenant_webhook_url
 from portal.models import Tenant
 from portal.tenancy.resolution import tenant_base_url
 from portal.views.platform_forms import AdminInviteForm, ClinicCreateForm, ClinicProfileForm, SuspendForm
@@ -122,21 +121,13 @@ def _detail(request: HttpRequest, tenant: Tenant, *, status: int = 200, **forms_
         "recent_days": RECENT_DAYS,
         "staff_count": clinic_staff_counts(tenants=[tenant]).get(tenant.pk, 0),
         "site_url": tenant_base_url(tenant),
-        "webhook_url": _webhook_url(tenant),
+        "webhook_url": tenant_webhook_url(tenant),
         "record_name": verification_record_name(tenant.custom_domain) if tenant.custom_domain else "",
         "invitations": clinic_invitations_pending(tenant=tenant),
         "invite_form": forms_.get("invite_form") or AdminInviteForm(),
         "suspend_form": forms_.get("suspend_form") or SuspendForm(),
     }
     return render(request, "portal/platform/clinic.html", context, status=status)
-
-
-def _webhook_url(tenant: Tenant) -> str:
-    """Where the clinic's Stripe account sends events (docs/running.md, "The clinic's Stripe webhook")."""
-    path = reverse("webhooks:stripe", kwargs={"tenant_id": tenant.public_id})
-    scheme, port = settings.SETTLE_PUBLIC_SCHEME, settings.SETTLE_PUBLIC_PORT
-    port_part = f":{port}" if port and port != {"http": 80, "https": 443}[scheme] else ""
-    return f"{scheme}://{settings.SETTLE_PLATFORM_HOST}{port_part}{path}"
 
 
 @require_platform_permission("platform.clinics")
