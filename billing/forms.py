@@ -9,6 +9,7 @@ from billing.adjustment_models import AdjustmentReason
 from billing.models import PaymentChannel, PaymentStatus
 from billing.services.adjustments import NOTE_MAX_LENGTH as ADJUSTMENT_NOTE_MAX_LENGTH
 from billing.services.payment_search import PaymentFilters
+from billing.services.refunds import NOTE_MAX_LENGTH as REJECTION_REASON_MAX_LENGTH
 from portal.money import Money, MoneyParseError
 from security.crypto.normalize import normalize_date
 
@@ -202,3 +203,9 @@ class StatementImportForm(forms.Form):
         help_text="One row per statement, the first line naming the columns. Up to 20 MB.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
+
+
+class RejectForm(forms.Form):
+    """The reason an approver gives for rejecting a refund or an adjustment (kept, shown to the requester)."""
+
+    reason = forms.CharField(label="Why is it rejected?", max_length=REJECTION_REASON_MAX_LENGTH)

@@ -18,9 +18,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from audit.recorder import audit_record
 from billing.access import access_statement_by_uuid
 from billing.adjustment_models import Adjustment, AdjustmentReason, AdjustmentStatus
-from billing.forms import AdjustmentForm
+from billing.forms import AdjustmentForm, RejectForm
 from billing.services.adjustments import (
-    NOTE_MAX_LENGTH,
     REASON_LABEL_MAX_LENGTH,
     AdjustmentError,
     adjustment_approve,
@@ -33,10 +32,6 @@ from billing.services.adjustments import (
 from billing.views.staff import ledger_page
 from portal.models import Tenant
 from security.permissions import require_permission
-
-
-class RejectForm(forms.Form):
-    reason = forms.CharField(label="Why is it rejected?", max_length=NOTE_MAX_LENGTH)
 
 
 class ReasonAddForm(forms.Form):

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from audit.recorder import audit_record
 from billing.access import access_refund_by_uuid, access_staff_payment_by_uuid
 from billing.dispute_models import Dispute
+from billing.forms import RejectForm
 from billing.models import Payment
 from billing.refund_models import Refund, RefundReason, RefundStatus
 from billing.services.disputes import dispute_blocks_refund
@@ -55,10 +56,6 @@ class RefundForm(forms.Form):
             return Money.parse(self.cleaned_data["amount"], self.currency)
         except MoneyParseError as error:
             raise forms.ValidationError(str(error)) from None
-
-
-class RejectForm(forms.Form):
-    reason = forms.CharField(label="Why is it rejected?", max_length=NOTE_MAX_LENGTH)
 
 
 def _payment_page(
